@@ -1,0 +1,130 @@
+"""Trajectories -> padded tensors, and teacher-forced passes over the recorded ids.
+
+Layout: each row is ``prompt + response`` laid out from position 0 and right-padded,
+so any causal LM gives the same positions it saw while generating, without
+``position_ids``. Response token ``j`` of row ``i`` is predicted by the logits at
+``resp_index[i, j] = P_i - 1 + j``; the learner works on ``(B, R)`` response tensors.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+from torch import Tensor
+
+from searchr1.rl.core_algos import entropy_from_logits, logprobs_from_logits
+from searchr1.rollout.types import Trajectory
+
+
+@dataclass
+class Batch:
+    input_ids: Tensor        # (B, L) prompt + response, right-padded
+    attention_mask: Tensor   # (B, L)
+    resp_index: Tensor       # (B, R) position whose logits predict response token j
+    responses: Tensor        # (B, R) response token ids (0 at padding)
+    policy_mask: Tensor      # (B, R) 1 = sampled by the policy
+    valid_mask: Tensor       # (B, R) 1 = a real response token (sampled or injected)
+    scores: Tensor           # (B,) outcome reward
+    group_ids: Tensor        # (B,)
+    old_logp: Tensor | None = None    # (B, R)
+    ref_logp: Tensor | None = None    # (B, R)
+    old_values: Tensor | None = None  # (B, R)
+    advantages: Tensor | None = None  # (B, R)
+    returns: Tensor | None = None     # (B, R)
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def loss_mask(self, mask_retrieved: bool) -> Tensor:
+        """Tokens that carry loss: policy tokens (masking on) or all response tokens (ablation)."""
+        return self.policy_mask if mask_retrieved else self.valid_mask
+
+    def select(self, idx: Tensor | slice) -> Batch:
+        """Rows ``idx``, trimmed to the longest sequence among them."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = None if v is None else v[idx]
+        b = Batch(**out)
+        L = int(b.attention_mask.sum(1).max()) if len(b) else 0
+        R = int(b.valid_mask.sum(1).max()) if len(b) else 0
+        trims = {"input_ids": b.input_ids[:, :max(L, 1)], "attention_mask": b.attention_mask[:, :max(L, 1)]}
+        for name in ("resp_index", "responses", "policy_mask", "valid_mask", "old_logp", "ref_logp",
+                     "old_values", "advantages", "returns"):
+            v = getattr(b, name)
+            if v is not None:
+                trims[name] = v[:, :max(R, 1)]
+        trims["resp_index"] = trims["resp_index"].clamp(max=max(L, 1) - 1)
+        return replace(b, **trims)
+
+    def to(self, device) -> Batch:
+        return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
+                        for f in fields(self)})
+
+
+def collate(trajs: Sequence[Trajectory], scores: Sequence[float], pad_id: int = 0) -> Batch:
+    """Pad trajectories into a :class:`Batch`. scores: (B,) outcome rewards."""
+    if not trajs:
+        raise ValueError("collate() needs at least one trajectory")
+    B = len(trajs)
+    L = max(len(t.prompt_ids) + len(t.response_ids) for t in trajs)
+    R = max(max(len(t.response_ids) for t in trajs), 1)
+    input_ids = torch.full((B, L), pad_id, dtype=torch.long)
+    attn = torch.zeros(B, L, dtype=torch.long)
+    resp = torch.zeros(B, R, dtype=torch.long)
+    pmask = torch.zeros(B, R, dtype=torch.long)
+    vmask = torch.zeros(B, R, dtype=torch.long)
+    index = torch.zeros(B, R, dtype=torch.long)
+    groups = []
+    for i, t in enumerate(trajs):
+        P, n = len(t.prompt_ids), len(t.response_ids)
+        if P == 0:
+            raise ValueError(f"trajectory {i} has an empty prompt; every row needs at least one prompt token")
+        if len(t.response_mask) != n:
+            raise ValueError(f"trajectory {i}: response_mask ({len(t.response_mask)}) and response_ids ({n}) differ")
+        input_ids[i, :P + n] = torch.tensor(list(t.prompt_ids) + list(t.response_ids), dtype=torch.long)
+        attn[i, :P + n] = 1
+        resp[i, :n] = torch.tensor(t.response_ids, dtype=torch.long)
+        pmask[i, :n] = torch.tensor(t.response_mask, dtype=torch.long)
+        vmask[i, :n] = 1
+        index[i] = (P - 1 + torch.arange(R)).clamp(max=L - 1)
+        groups.append(i if t.group_id is None else t.group_id)
+    return Batch(input_ids, attn, index, resp, pmask, vmask,
+                 torch.tensor(list(scores), dtype=torch.float32), torch.tensor(groups, dtype=torch.long))
+
+
+def response_logits(model, batch: Batch, temperature: float = 1.0) -> Tensor:
+    """Teacher-forced logits at the response positions: (B, R, V), divided by ``temperature``."""
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    logits = out.logits if hasattr(out, "logits") else out[0]
+    V = logits.shape[-1]
+    logits = logits.gather(1, batch.resp_index.unsqueeze(-1).expand(-1, -1, V))
+    if temperature not in (0.0, 1.0):
+        logits = logits / temperature
+    return logits
+
+
+@torch.no_grad()
+def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float = 1.0,
+                     autocast: bool = False, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """log π(response token) for every row, in micro-batches: (B, R) float32 (+ entropy (B, R))."""
+    B, R = batch.responses.shape
+    logp = torch.zeros(B, R)
+    ent = torch.zeros(B, R) if with_entropy else None
+    device = next(model.parameters()).device
+    for s in range(0, B, micro_batch_size):
+        mb = batch.select(slice(s, s + micro_batch_size)).to(device)
+        with autocast_ctx(device, autocast):
+            logits = response_logits(model, mb, temperature)
+        r = mb.responses.shape[1]
+        logp[s:s + micro_batch_size, :r] = logprobs_from_logits(logits, mb.responses).cpu()
+        if ent is not None:
+            ent[s:s + micro_batch_size, :r] = entropy_from_logits(logits).cpu()
+    return logp * batch.valid_mask, ent
+
+
+def autocast_ctx(device, enabled: bool):
+    """bf16 autocast on the device's type (CPU or CUDA); a no-op context when disabled."""
+    dtype_dev = torch.device(device).type
+    return torch.autocast(device_type=dtype_dev, dtype=torch.bfloat16, enabled=enabled)

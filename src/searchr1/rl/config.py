@@ -1,0 +1,446 @@
+"""Training configuration: one dataclass per component, composed in :class:`TrainConfig`.
+
+Load with :func:`load_config` (YAML file + dotted overrides such as
+``algorithm.name=grpo rollout.max_turns=2``). Every field is documented in place;
+``__post_init__`` rejects bad values with a message that says how to fix them.
+
+Batch sizes count *questions*; with ``algorithm.group_size = G`` a step generates
+``data.batch_size * G`` trajectories and a mini-batch holds
+``data.mini_batch_size * G`` of them (as veRL counts them). ``micro_batch_size``
+counts trajectories per forward pass (memory), independent of the other two.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from searchr1.rl.core_algos import AGG_MODES, KL_KINDS
+from searchr1.rollout.config import RolloutConfig
+
+ALGORITHMS = ("ppo", "grpo", "rloo", "reinforce")
+RECIPES = ALGORITHMS + ("sft", "rejection-sampling")
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""
+    """Hugging Face model name or local directory of the policy (any causal LM)."""
+    tokenizer: str | None = None
+    """Tokenizer name/dir; None = same as ``path``."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub repo (only for repos you trust)."""
+    dtype: str = "float32"
+    """Parameter dtype: float32 | bfloat16 (bf16 weights halve memory; float32 is exact on CPU)."""
+    bf16_autocast: bool = False
+    """Run forward passes under torch.autocast(bfloat16) on CPU or GPU (master weights stay in ``dtype``)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% more compute)."""
+    lora_rank: int = 0
+    """0 = full fine-tuning; > 0 trains a LoRA adapter (peft) of this rank and uses the base weights as the reference."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    lora_target_modules: str = "all-linear"
+    """peft ``target_modules``: "all-linear" or comma-separated module names (e.g. "q_proj,v_proj")."""
+    critic_path: str | None = None
+    """PPO critic backbone; None = a copy of the policy (value head on top, see critic.py)."""
+
+    def __post_init__(self):
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"model.dtype={self.dtype!r}: use float32 or bfloat16")
+        if self.lora_rank < 0:
+            raise ValueError(f"model.lora_rank={self.lora_rank}: use 0 (full fine-tuning) or a positive rank")
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "grpo"
+    """ppo (GAE with a critic) | grpo (group-relative) | rloo (leave-one-out) | reinforce (batch-mean baseline)."""
+    group_size: int = 5
+    """Samples per question (G). GRPO/RLOO need >= 2; PPO normally 1."""
+    norm_adv_by_std: bool = True
+    """GRPO: divide by the group std (False = Dr. GRPO, mean-centred only)."""
+    gamma: float = 1.0
+    """PPO discount (paper: 1.0)."""
+    lam: float = 1.0
+    """PPO GAE lambda (paper: 1.0)."""
+    whiten_advantages: bool = True
+    """PPO: whiten GAE advantages over the batch's policy tokens."""
+    clip_eps: float = 0.2
+    """PPO/GRPO ratio clip (lower side, and upper unless clip_eps_high is set)."""
+    clip_eps_high: float | None = None
+    """Upper clip (DAPO "clip-higher"); None = clip_eps."""
+    dual_clip_c: float | None = None
+    """Dual-clip constant (> 1, e.g. 3) for negative advantages; None = off."""
+    value_clip: float | None = 0.5
+    """PPO value-loss clip range; None = unclipped."""
+    loss_agg_mode: str = "token-mean"
+    """token-mean | seq-mean-token-mean | seq-mean-token-sum."""
+    kl_estimator: str = "low_var_kl"
+    """kl (k1) | abs | mse (k2) | low_var_kl (k3)."""
+    kl_coef: float = 0.001
+    """KL coefficient (initial value for the adaptive controller). 0 disables the reference model."""
+    kl_in: str = "auto"
+    """Where the KL goes: loss | reward | auto (reward for ppo, loss otherwise)."""
+    kl_controller: str = "fixed"
+    """fixed | adaptive (Ziegler et al.; only for kl_in=reward)."""
+    kl_target: float = 0.1
+    """Adaptive controller target KL per token."""
+    kl_horizon: int = 10000
+    """Adaptive controller horizon (trajectories)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus coefficient (policy tokens only)."""
+    mask_retrieved: bool = True
+    """Retrieved/injected tokens get no loss, entropy or KL. False = the paper's no-mask ablation."""
+    ppo_epochs: int = 1
+    """Passes over each rollout batch."""
+    reward: str = "em"
+    """Outcome reward kind passed to searchr1.rewards.compute_score (em | f1 | subem ...)."""
+
+    def __post_init__(self):
+        if self.name not in ALGORITHMS:
+            raise ValueError(f"algorithm.name={self.name!r}: use one of {', '.join(ALGORITHMS)} "
+                             "(sft / rejection-sampling are recipes: pass --recipe)")
+        if self.name in ("grpo", "rloo") and self.group_size < 2:
+            raise ValueError(f"{self.name} needs algorithm.group_size >= 2 (advantages are relative to the group); "
+                             "set algorithm.group_size=5 or use algorithm.name=ppo")
+        if self.group_size < 1:
+            raise ValueError("algorithm.group_size must be >= 1")
+        if self.loss_agg_mode not in AGG_MODES:
+            raise ValueError(f"algorithm.loss_agg_mode={self.loss_agg_mode!r}: use one of {', '.join(AGG_MODES)}")
+        if self.kl_estimator not in KL_KINDS:
+            raise ValueError(f"algorithm.kl_estimator={self.kl_estimator!r}: use one of {', '.join(KL_KINDS)}")
+        if self.kl_in not in ("auto", "loss", "reward"):
+            raise ValueError(f"algorithm.kl_in={self.kl_in!r}: use auto, loss or reward")
+        if self.kl_controller not in ("fixed", "adaptive"):
+            raise ValueError(f"algorithm.kl_controller={self.kl_controller!r}: use fixed or adaptive")
+        if self.kl_controller == "adaptive" and self.kl_placement != "reward":
+            raise ValueError("the adaptive KL controller shapes the reward: set algorithm.kl_in=reward "
+                             "(or algorithm.name=ppo) or use algorithm.kl_controller=fixed")
+        if self.kl_coef < 0 or self.entropy_coef < 0:
+            raise ValueError("algorithm.kl_coef and algorithm.entropy_coef must be >= 0")
+        if not 0 < self.clip_eps < 1:
+            raise ValueError(f"algorithm.clip_eps={self.clip_eps}: use a value in (0, 1), e.g. 0.2")
+        if self.dual_clip_c is not None and self.dual_clip_c <= 1:
+            raise ValueError(f"algorithm.dual_clip_c={self.dual_clip_c}: must be > 1 (e.g. 3) or null")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ValueError("algorithm.gamma and algorithm.lam must lie in [0, 1] (paper: 1.0 / 1.0)")
+        if self.ppo_epochs < 1:
+            raise ValueError("algorithm.ppo_epochs must be >= 1")
+
+    @property
+    def kl_placement(self) -> str:
+        """'reward' | 'loss' | 'none' after resolving ``auto`` and a zero coefficient."""
+        if self.kl_coef == 0:
+            return "none"
+        if self.kl_in == "auto":
+            return "reward" if self.name == "ppo" else "loss"
+        return self.kl_in
+
+
+@dataclass
+class OptimizerConfig:
+    actor_lr: float = 1e-6
+    """Policy learning rate (paper: 1e-6)."""
+    critic_lr: float = 1e-5
+    """Critic learning rate (paper: 1e-5)."""
+    actor_warmup_ratio: float = 0.285
+    """Share of total steps with linear warmup for the policy (Search-R1: 0.285)."""
+    critic_warmup_ratio: float = 0.015
+    """Share of total steps with linear warmup for the critic (Search-R1: 0.015)."""
+    schedule: str = "constant"
+    """LR after warmup: constant | cosine | linear (decay to min_lr_ratio)."""
+    min_lr_ratio: float = 0.0
+    """Final LR / peak LR for cosine and linear."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (<= 0 disables clipping)."""
+
+    def __post_init__(self):
+        if self.actor_lr <= 0 or self.critic_lr <= 0:
+            raise ValueError("optimizer.actor_lr and optimizer.critic_lr must be > 0")
+        for name in ("actor_warmup_ratio", "critic_warmup_ratio", "min_lr_ratio"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"optimizer.{name}={getattr(self, name)}: use a value in [0, 1]")
+        if self.schedule not in ("constant", "cosine", "linear"):
+            raise ValueError(f"optimizer.schedule={self.schedule!r}: use constant, cosine or linear")
+        if len(self.betas) != 2:
+            raise ValueError("optimizer.betas needs two values, e.g. [0.9, 0.999]")
+
+
+@dataclass
+class DataConfig:
+    train_file: str = ""
+    """QA training file (anything searchr1.data.qa.load_qa reads: FlashRAG jsonl, Search-R1 parquet)."""
+    val_file: str = ""
+    """Held-out QA file for validation ("" = no validation)."""
+    max_train_examples: int = 0
+    """Use only the first N training questions (0 = all)."""
+    max_val_examples: int = 64
+    """Questions per validation run (0 = all)."""
+    batch_size: int = 512
+    """Questions per step (paper: 512)."""
+    mini_batch_size: int = 256
+    """Questions per optimizer update (paper: 256); batch_size / mini_batch_size updates per epoch."""
+    micro_batch_size: int = 8
+    """Trajectories per forward/backward pass (gradient accumulation; memory only)."""
+    shuffle: bool = True
+    """Reshuffle the questions each epoch (seeded)."""
+    prompt_template: str = "search-r1"
+    """Prompt template name (searchr1.data.prompts) or a raw template with a {question} slot."""
+    retriever_url: str = ""
+    """Retrieval server URL (searchr1 serve); "" = use index_dir in-process."""
+    index_dir: str = ""
+    """Local index directory loaded in-process when retriever_url is empty."""
+
+    def __post_init__(self):
+        if min(self.batch_size, self.mini_batch_size, self.micro_batch_size) < 1:
+            raise ValueError("data.batch_size, data.mini_batch_size and data.micro_batch_size must be >= 1")
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError(f"data.batch_size={self.batch_size} is not a multiple of data.mini_batch_size="
+                             f"{self.mini_batch_size}; pick sizes such that mini-batches split the batch evenly")
+
+
+@dataclass
+class GuardConfig:
+    entropy_min: float | None = None
+    """Warn (or stop) when the policy entropy falls below this (collapse); None = no check."""
+    entropy_max: float | None = None
+    """Warn (or stop) when the policy entropy rises above this (divergence); None = no check."""
+    kl_max: float | None = None
+    """Warn (or stop) when the KL to the reference exceeds this; None = no check."""
+    early_stop: bool = False
+    """Stop training (after saving a checkpoint) when a band is left."""
+    max_skipped_updates: int = 10
+    """Abort after this many consecutive non-finite updates (each one is skipped and counted)."""
+
+
+@dataclass
+class LoggingConfig:
+    jsonl: bool = True
+    """Write metrics.jsonl in the output dir (always recommended)."""
+    tensorboard: bool = False
+    """Also write TensorBoard events (needs tensorboard installed)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs wandb installed and a login)."""
+    wandb_project: str = "searchr1"
+    """wandb project name."""
+    progress_bar: bool = True
+    """Show a tqdm bar with step, reward, EM and tokens/s."""
+    plot: bool = True
+    """Write curves.png (reward, EM, KL, entropy) at the end."""
+    val_every: int = 0
+    """Validate every N steps (0 = only at the end when a val_file is given)."""
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0
+    """Save every N steps (0 = only at the end)."""
+    keep_last: int = 2
+    """Keep the most recent k checkpoints (>= 1)."""
+    save_critic: bool = True
+    """Also save the PPO critic."""
+
+    def __post_init__(self):
+        if self.keep_last < 1:
+            raise ValueError("checkpoint.keep_last must be >= 1 (the latest checkpoint is needed to resume)")
+
+
+@dataclass
+class SFTConfig:
+    train_file: str = ""
+    """SFT data: JSONL of {"prompt", "response"} or of trajectories (prompt_ids/response_ids/response_mask)."""
+    epochs: int = 1
+    """Passes over the SFT data."""
+    lr: float = 1e-5
+    """SFT learning rate."""
+    rs_rounds: int = 1
+    """Rejection sampling: rounds of sample G -> keep correct -> SFT."""
+    rs_min_score: float = 1.0
+    """Rejection sampling keeps trajectories whose reward >= this."""
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    guards: GuardConfig = field(default_factory=GuardConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    recipe: str = "rl"
+    """rl (algorithm.name decides) | sft | rejection-sampling."""
+    total_steps: int = 1005
+    """Training steps (paper: 1005)."""
+    seed: int = 0
+    """Seed for data order, sampling and initialisation."""
+    output_dir: str = "runs/train"
+    """Where metrics, checkpoints and the final model go."""
+    device: str = "auto"
+    """auto (cuda when available) | cpu | cuda | cuda:N."""
+
+    def __post_init__(self):
+        if self.recipe not in ("rl", "sft", "rejection-sampling"):
+            raise ValueError(f"recipe={self.recipe!r}: use rl, sft or rejection-sampling")
+        if self.total_steps < 1:
+            raise ValueError("total_steps must be >= 1")
+
+
+# ----------------------------------------------------------------------------- loading
+def _is_dc(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a YAML value to the annotated type ``tp``; error names the key."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except (TypeError, ValueError) as e:
+                errors.append(str(e))
+        raise TypeError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if _is_dc(tp):
+        if not isinstance(value, dict):
+            raise TypeError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-6" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise TypeError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise TypeError(f"{key}: expected a string, got {value!r}")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise TypeError(f"{key}: cannot use {value!r} for a field of type {tp}")
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for k, v in values.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            raise KeyError(f"unknown config key {key!r}; valid keys{' under ' + prefix if prefix else ''}: "
+                           f"{', '.join(names)}")
+        kwargs[k] = _coerce(v, hints[k], key)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise KeyError(f"override {dotted!r}: {p!r} is a value, not a section")
+    node[parts[-1]] = value
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML scalar/list syntax (``3``, ``1e-6``, ``true``, ``null``, ``[a, b]``); text that only
+    looks like a YAML mapping (``Q: {question}``) or does not parse stays a plain string."""
+    if not raw.strip():
+        return ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, dict) or (isinstance(value, list) and not raw.lstrip().startswith("[")):
+        return raw
+    return value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["a.b=1", "c=x"]`` -> nested dict with YAML-parsed values."""
+    tree: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value; write e.g. algorithm.name=grpo")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), _parse_value(raw))
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_from_dict(values: dict, overrides: list[str] | None = None) -> TrainConfig:
+    """Build a validated TrainConfig from a nested dict plus dotted overrides."""
+    return _build(TrainConfig, _merge(values or {}, parse_overrides(overrides or [])))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML preset (or start from defaults) and apply dotted overrides."""
+    values: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {p} not found; presets live in configs/ (e.g. configs/tiny-cpu.yaml)")
+        values = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{p}: the top level must be a mapping of sections (model:, algorithm:, ...)")
+    return config_from_dict(values, overrides)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain nested dict (for YAML dumps and logs)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,90 @@
+"""The PPO critic: a value head on a copy of a causal-LM backbone.
+
+Choice. The critic is a *separate* model (its own copy of the policy's backbone, or
+``model.critic_path``) with a linear head ``hidden -> 1`` initialised to zero, as in
+Search-R1/veRL where the critic starts from the same checkpoint as the actor. A
+shared trunk would couple the two learning rates (paper: 1e-6 vs 1e-5) and let value
+gradients move the policy. We do not use ``AutoModelForTokenClassification``
+because custom causal LMs registered only with ``AutoModelForCausalLM`` (like the
+demo's tiny model) have no such class; the backbone is reached through the standard
+``base_model`` attribute, or, for models without a separate trunk, through
+``output_hidden_states=True`` — both are parts of the standard interface.
+
+Saving: ``critic/`` holds the backbone via ``save_pretrained`` (a plain causal LM
+directory) plus ``value_head.safetensors``.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from searchr1.rl.batch import Batch
+
+HEAD_FILE = "value_head.safetensors"
+
+
+class ValueModel(nn.Module):
+    """V(s_t) for every position. ``lm``: a causal LM; ``head``: Linear(hidden, 1)."""
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+        hidden = getattr(lm.config, "hidden_size", None) or getattr(lm.config, "n_embd", None)
+        if hidden is None:
+            raise ValueError(f"{type(lm).__name__}.config has no hidden_size; set model.critic_path to a model that does")
+        self.head = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.head.to(next(lm.parameters()).dtype)
+
+    @classmethod
+    def from_policy(cls, policy: nn.Module) -> ValueModel:
+        return cls(copy.deepcopy(policy))
+
+    def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        trunk = getattr(self.lm, "base_model", self.lm)
+        if trunk is not self.lm:
+            out = trunk(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
+        return out.hidden_states[-1]
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Values of the states before each response token: (B, R), float32."""
+        h = self.hidden_states(batch.input_ids, batch.attention_mask)      # (B, L, H)
+        v = self.head(h.to(self.head.weight.dtype)).squeeze(-1).float()    # (B, L)
+        return v.gather(1, batch.resp_index)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        self.lm.save_pretrained(path, safe_serialization=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(path / HEAD_FILE))
+
+    def load_head(self, path: str | Path) -> None:
+        from safetensors.torch import load_file
+
+        f = Path(path) / HEAD_FILE
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} missing: {path} is not a critic checkpoint written by ValueModel.save_pretrained")
+        self.head.load_state_dict(load_file(str(f)))
+
+
+@torch.no_grad()
+def forward_values(critic: ValueModel, batch: Batch, micro_batch_size: int, autocast: bool = False) -> Tensor:
+    """Critic values for every row, in micro-batches: (B, R) float32, 0 outside the response."""
+    from searchr1.rl.batch import autocast_ctx
+
+    B, R = batch.responses.shape
+    out = torch.zeros(B, R)
+    device = next(critic.parameters()).device
+    for s in range(0, B, micro_batch_size):
+        mb = batch.select(slice(s, s + micro_batch_size)).to(device)
+        with autocast_ctx(device, autocast):
+            v = critic(mb)
+        out[s:s + micro_batch_size, :v.shape[1]] = v.float().cpu()
+    return out * batch.valid_mask

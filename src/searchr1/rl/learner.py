@@ -1,0 +1,263 @@
+"""The update phase: teacher-forced log-probs / values, advantages, PPO epochs.
+
+``Learner.prepare(batch)`` fills old/ref log-probs, values, advantages and returns;
+``Learner.update(batch)`` runs the mini-batch epochs with micro-batch gradient
+accumulation. Losses are normalised by the token/row count of the whole mini-batch
+across all ranks, so micro-batching and data parallelism give the gradient of one
+big batch. Retrieved (injected) tokens are excluded from the policy loss, entropy
+and KL when ``algorithm.mask_retrieved`` is on (the default).
+
+On-policy shortcut: with one epoch and one mini-batch the behaviour policy *is* the
+current policy, so ``old_logp`` is the detached log-prob of the training forward
+(ratio = 1) instead of an extra teacher-forced pass — the same number, one forward fewer.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor
+
+from searchr1.rl import core_algos as ca
+from searchr1.rl import distributed as D
+from searchr1.rl.batch import Batch, autocast_ctx, forward_logprobs, response_logits
+from searchr1.rl.config import AlgorithmConfig, TrainConfig
+from searchr1.rl.critic import ValueModel, forward_values
+
+
+# losses already normalised by the global count: summed over micro-batches and ranks, not averaged
+_SUMMED = ("actor/pg_loss", "actor/kl_loss", "critic/value_loss")
+
+
+def compute_actor_loss(logits: Tensor, mb: Batch, algo: AlgorithmConfig, norm: Tensor | float | None = None,
+                       kl_coef: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """Policy loss of one micro-batch. logits: (b, R, V) at the response positions.
+
+    Needs ``mb.advantages`` and (unless None = on-policy) ``mb.old_logp``; ``mb.ref_logp``
+    when the KL is a loss term. Only ``mb.loss_mask(algo.mask_retrieved)`` tokens count.
+    """
+    mask = mb.loss_mask(algo.mask_retrieved).to(torch.float32)
+    logp = ca.logprobs_from_logits(logits, mb.responses)                     # (b, R)
+    old = logp.detach() if mb.old_logp is None else mb.old_logp
+    pg, st = ca.ppo_policy_loss(logp, old, mb.advantages, mask, algo.clip_eps, algo.clip_eps_high,
+                                algo.dual_clip_c, algo.loss_agg_mode, norm)
+    loss = pg
+    stats = {"actor/pg_loss": pg.detach(), "actor/clipfrac": st.clipfrac, "actor/approx_kl": st.approx_kl}
+    if algo.kl_placement == "loss":
+        kl = ca.kl_penalty(logp, mb.ref_logp, algo.kl_estimator)
+        kl_loss = ca.aggregate_loss(kl, mask, algo.loss_agg_mode, norm)
+        loss = loss + kl_coef * kl_loss
+        stats["actor/kl_loss"] = kl_loss.detach()
+    if algo.entropy_coef > 0:
+        ent = ca.aggregate_loss(ca.entropy_from_logits(logits), mask, algo.loss_agg_mode, norm)
+        loss = loss - algo.entropy_coef * ent
+    return loss, stats
+
+
+def _scheduler(opt, warmup_ratio: float, total: int, schedule: str, min_ratio: float):
+    warm = int(round(warmup_ratio * total))
+
+    def f(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if schedule == "constant":
+            return 1.0
+        frac = min(1.0, (step - warm) / max(1, total - warm))
+        shape = 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
+        return min_ratio + (1 - min_ratio) * shape
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+class Learner:
+    """Owns the policy, its reference, the critic and their optimizers."""
+
+    def __init__(self, cfg: TrainConfig, policy, device: torch.device, critic: ValueModel | None = None):
+        self.cfg, self.algo, self.device = cfg, cfg.algorithm, device
+        self.policy = policy
+        self.is_lora = cfg.model.lora_rank > 0
+        self.ref = None
+        if self.algo.kl_placement != "none" and not self.is_lora:
+            self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
+        self.critic = critic
+        if self.algo.name == "ppo" and critic is None:
+            self.critic = ValueModel.from_policy(self._base_model()).to(device)
+        o = cfg.optimizer
+        params = [p for p in policy.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=o.actor_lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.sched = _scheduler(self.opt, o.actor_warmup_ratio, cfg.total_steps, o.schedule, o.min_lr_ratio)
+        self.copt = self.csched = None
+        if self.critic is not None:
+            self.copt = torch.optim.AdamW(self.critic.parameters(), lr=o.critic_lr, betas=tuple(o.betas),
+                                          weight_decay=o.weight_decay)
+            self.csched = _scheduler(self.copt, o.critic_warmup_ratio, cfg.total_steps, o.schedule, o.min_lr_ratio)
+        if self.algo.kl_controller == "adaptive":
+            self.kl_ctl = ca.AdaptiveKLController(self.algo.kl_coef, self.algo.kl_target, self.algo.kl_horizon)
+        else:
+            self.kl_ctl = ca.FixedKLController(self.algo.kl_coef)
+        self.skipped_updates = 0
+        self.consecutive_skips = 0
+        self.temperature = cfg.rollout.temperature if cfg.rollout.do_sample else 1.0
+
+    def _base_model(self):
+        """The policy without a LoRA wrapper (critic backbones start from the base weights)."""
+        return self.policy.get_base_model() if self.is_lora else self.policy
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        s = {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "kl_coef": self.kl_ctl.value,
+             "skipped_updates": self.skipped_updates}
+        if self.copt is not None:
+            s["copt"], s["csched"] = self.copt.state_dict(), self.csched.state_dict()
+        return s
+
+    def load_state_dict(self, s: dict) -> None:
+        self.opt.load_state_dict(s["opt"])
+        self.sched.load_state_dict(s["sched"])
+        self.kl_ctl.value = float(s["kl_coef"])
+        self.skipped_updates = int(s["skipped_updates"])
+        if self.copt is not None and "copt" in s:
+            self.copt.load_state_dict(s["copt"])
+            self.csched.load_state_dict(s["csched"])
+
+    # ------------------------------------------------------------------ prepare
+    def _on_policy(self) -> bool:
+        return self.algo.ppo_epochs == 1 and self.cfg.data.batch_size == self.cfg.data.mini_batch_size
+
+    def _ref_ctx(self):
+        return self.policy.disable_adapter() if self.is_lora else nullcontext()
+
+    @torch.no_grad()
+    def prepare(self, batch: Batch) -> dict[str, float]:
+        """Fill old/ref log-probs, values, advantages, returns. Returns metrics."""
+        mb, ac = self.cfg.data.micro_batch_size, self.cfg.model.bf16_autocast
+        mask = batch.loss_mask(self.algo.mask_retrieved).to(torch.float32)
+        placement = self.algo.kl_placement
+        metrics: dict[str, float] = {}
+        self.policy.eval()
+        if not self._on_policy() or placement == "reward":
+            batch.old_logp, _ = forward_logprobs(self.policy, batch, mb, self.temperature, ac)
+        if placement != "none":
+            with self._ref_ctx():
+                ref_model = self.policy if self.is_lora else self.ref
+                batch.ref_logp, _ = forward_logprobs(ref_model, batch, mb, self.temperature, ac)
+        if self.algo.name == "ppo":
+            self.critic.eval()
+            batch.old_values = forward_values(self.critic, batch, mb, ac)
+            rewards = ca.outcome_token_rewards(batch.scores, mask)
+            if placement == "reward":
+                rewards, kl = ca.apply_kl_penalty(rewards, batch.old_logp, batch.ref_logp, mask,
+                                                  self.kl_ctl.value, self.algo.kl_estimator)
+                cur = float(D.all_sum((kl * mask).sum()) / D.all_sum(mask.sum()).clamp(min=1))
+                metrics["actor/kl"] = cur
+                metrics["actor/kl_coef"] = self.kl_ctl.value
+                self.kl_ctl.update(cur, int(D.all_sum(torch.tensor(float(len(batch))))))
+            adv, ret = ca.gae_advantages(rewards, batch.old_values, mask, self.algo.gamma, self.algo.lam)
+            if self.algo.whiten_advantages:
+                adv = D.global_masked_whiten(adv, mask)
+            batch.advantages, batch.returns = adv, ret
+        else:
+            if self.algo.name == "grpo":
+                seq = ca.group_advantages(batch.scores, batch.group_ids, self.algo.norm_adv_by_std)
+            elif self.algo.name == "rloo":
+                seq = ca.rloo_advantages(batch.scores, batch.group_ids)
+            else:
+                seq = ca.reinforce_baseline_advantages(batch.scores)
+            batch.advantages = ca.broadcast_to_tokens(seq, mask)
+        return metrics
+
+    # ------------------------------------------------------------------ update
+    def _minibatches(self, n: int, gen: torch.Generator) -> list[Tensor]:
+        k = self.cfg.data.batch_size // self.cfg.data.mini_batch_size
+        order = torch.randperm(n, generator=gen) if k > 1 else torch.arange(n)
+        return [c for c in torch.tensor_split(order, k) if len(c)]
+
+    def _finish(self, opt, params, losses_finite: bool) -> tuple[bool, float]:
+        D.all_reduce_grads(params)
+        max_norm = self.cfg.optimizer.max_grad_norm
+        gn = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        ok = losses_finite and bool(torch.isfinite(gn))
+        ok = bool(D.all_sum(torch.tensor(float(not ok))) == 0)   # every rank skips together
+        if ok:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        return ok, float(gn)
+
+    def update(self, batch: Batch, seed: int) -> dict[str, float]:
+        """PPO epochs over ``batch`` (prepared). Returns averaged metrics."""
+        gen = torch.Generator().manual_seed(seed)
+        micro, ac = self.cfg.data.micro_batch_size, self.cfg.model.bf16_autocast
+        acc: dict[str, list[float]] = {}
+        aparams = [p for p in self.policy.parameters() if p.requires_grad]
+        cparams = list(self.critic.parameters()) if self.critic is not None else []
+        self.policy.train()
+        if self.critic is not None:
+            self.critic.train()
+        for _ in range(self.algo.ppo_epochs):
+            for idx in self._minibatches(len(batch), gen):
+                mbatch = batch.select(idx)
+                mask_all = mbatch.loss_mask(self.algo.mask_retrieved)
+                norm = D.all_sum(ca.agg_count(mask_all, self.algo.loss_agg_mode))
+                finite, cfinite = True, True
+                stats_sum: dict[str, float] = {}
+                ent_num = ent_den = 0.0
+                for s in range(0, len(mbatch), micro):
+                    mb = mbatch.select(slice(s, s + micro)).to(self.device)
+                    with autocast_ctx(self.device, ac):
+                        logits = response_logits(self.policy, mb, self.temperature)
+                    loss, st = compute_actor_loss(logits, mb, self.algo, norm, self.kl_ctl.value)
+                    finite &= bool(torch.isfinite(loss))
+                    loss.backward()
+                    m = mb.loss_mask(self.algo.mask_retrieved).float()
+                    w = float(m.sum())
+                    with torch.no_grad():
+                        ent_num += float((ca.entropy_from_logits(logits.detach()) * m).sum())
+                    ent_den += w
+                    for k, v in st.items():
+                        stats_sum[k] = stats_sum.get(k, 0.0) + float(v) * (1.0 if k in _SUMMED else w)
+                    if self.critic is not None:
+                        with autocast_ctx(self.device, ac):
+                            v = self.critic(mb)
+                        vl, vclip = ca.value_loss(v, mb.old_values, mb.returns, m, self.algo.value_clip,
+                                                  self.algo.loss_agg_mode, norm)
+                        cfinite &= bool(torch.isfinite(vl))
+                        vl.backward()
+                        stats_sum["critic/value_loss"] = stats_sum.get("critic/value_loss", 0.0) + float(vl.detach())
+                        stats_sum["critic/clipfrac"] = stats_sum.get("critic/clipfrac", 0.0) + float(vclip) * w
+                ok, gn = self._finish(self.opt, aparams, finite)
+                self._count_skip(ok)
+                tot = float(D.all_sum(torch.tensor(ent_den)))
+                row = {k: float(D.all_sum(torch.tensor(v))) / (1.0 if k in _SUMMED else max(tot, 1.0))
+                       for k, v in stats_sum.items()}
+                row["actor/entropy"] = float(D.all_sum(torch.tensor(ent_num))) / max(tot, 1.0)
+                row["actor/grad_norm"] = gn
+                if self.critic is not None:
+                    cok, cgn = self._finish(self.copt, cparams, cfinite)
+                    self._count_skip(cok)
+                    row["critic/grad_norm"] = cgn
+                for k, v in row.items():
+                    acc.setdefault(k, []).append(v)
+        self.sched.step()
+        if self.csched is not None:
+            self.csched.step()
+        out = {k: sum(v) / len(v) for k, v in acc.items()}
+        out["actor/lr"] = self.sched.get_last_lr()[0]
+        out["actor/skipped_updates"] = float(self.skipped_updates)
+        if self.algo.kl_placement == "loss":
+            out["actor/kl"] = out.get("actor/kl_loss", 0.0)
+            out["actor/kl_coef"] = self.kl_ctl.value
+        return out
+
+    def _count_skip(self, ok: bool) -> None:
+        if ok:
+            self.consecutive_skips = 0
+            return
+        self.skipped_updates += 1
+        self.consecutive_skips += 1
+        limit = self.cfg.guards.max_skipped_updates
+        if self.consecutive_skips >= limit:
+            raise FloatingPointError(
+                f"{self.consecutive_skips} consecutive updates had non-finite loss or gradients; lower "
+                "optimizer.actor_lr, use model.dtype=float32, or raise guards.max_skipped_updates")

@@ -1,0 +1,307 @@
+"""The RL loop: questions -> prompts -> multi-turn rollout -> rewards -> learner update.
+
+One step::
+
+    batch of questions (seeded order, resumable position), this rank's shard
+      -> prompt text (data.prompts) repeated G times (group id = the question's index)
+      -> RolloutEngine(backend, retriever, tokenizer, rollout config with a per-step seed).run(...)
+      -> outcome reward on the policy's own answer (rewards.compute_score, EM by default)
+      -> Learner.prepare (old/ref log-probs, values, advantages) -> Learner.update (PPO epochs)
+      -> metrics (JSONL / TensorBoard / wandb), guards, validation, checkpoints
+
+Rank 0 alone logs and writes checkpoints; every rank holds the same weights.
+The rollout seed is derived from (seed, step, rank), so a resumed run samples exactly
+what the uninterrupted run would have sampled.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from searchr1.rl import checkpoint as ckpt
+from searchr1.rl import distributed as D
+from searchr1.rl.batch import collate
+from searchr1.rl.config import TrainConfig, config_to_dict
+from searchr1.rl.learner import Learner
+from searchr1.rl.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class QuestionSampler:
+    """Epoch-wise seeded permutations; ``position`` = (epoch, cursor) for exact resumption."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        if n == 0:
+            raise ValueError("no training questions; check data.train_file")
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.cursor = 0, 0
+
+    def _perm(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch)).tolist()
+
+    def next(self, k: int) -> list[int]:
+        out = []
+        while len(out) < k:
+            perm = self._perm()
+            take = perm[self.cursor:self.cursor + k - len(out)]
+            out += take
+            self.cursor += len(take)
+            if self.cursor >= self.n:
+                self.epoch, self.cursor = self.epoch + 1, 0
+        return out
+
+
+def score_trajectories(trajs, examples, tokenizer, kind: str) -> tuple[list[float], dict[str, float]]:
+    """Outcome reward of each trajectory on the policy-written text; mean components."""
+    from searchr1.rewards import compute_score, segments_from_mask
+
+    def decode(ids):
+        return tokenizer.decode(ids, skip_special_tokens=False)
+
+    scores, comps = [], {}
+    for t, ex in zip(trajs, examples):
+        segs = segments_from_mask(t.response_ids, t.response_mask, decode)
+        s, c = compute_score(t.response_text, ex.golden_answers, kind, segments=segs)
+        scores.append(float(s))
+        for k, v in c.items():
+            comps[k] = comps.get(k, 0.0) + float(v)
+    n = max(1, len(trajs))
+    return scores, {k: v / n for k, v in comps.items()}
+
+
+class Trainer:
+    """``Trainer(cfg, ...).fit()``. Objects passed in (policy, tokenizer, retriever, examples,
+    backend factory) override what the config would load; the rest is built from ``cfg``."""
+
+    def __init__(self, cfg: TrainConfig, *, policy=None, tokenizer=None, retriever=None,
+                 train_examples=None, val_examples=None, make_backend=None, reward_fn=None,
+                 log_to_disk: bool = True):
+        self.cfg = cfg
+        self.dist = D.current()
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        from searchr1.rl.models import load_policy, wrap_policy
+
+        if policy is None or tokenizer is None:
+            policy, tokenizer = load_policy(cfg.model, self.device)
+        self.tokenizer = tokenizer
+        self.policy = wrap_policy(policy.to(self.device), cfg.model)
+        self.retriever = retriever
+        rolls_out = cfg.recipe != "sft"      # SFT reads its own data and never samples
+        if retriever is None and cfg.rollout.search_enabled and rolls_out:
+            from searchr1.rl.models import build_retriever
+
+            self.retriever = build_retriever(cfg.data)
+        if train_examples is None:
+            train_examples = self._load(cfg.data.train_file, cfg.data.max_train_examples) if rolls_out else []
+        self.train_examples = train_examples
+        self.val_examples = val_examples if val_examples is not None else (
+            self._load(cfg.data.val_file, cfg.data.max_val_examples) if cfg.data.val_file else [])
+        self.make_backend = make_backend or _hf_backend
+        # reward_fn(trajs, examples) -> (scores, mean components); default: compute_score on the answer
+        self.reward_fn = reward_fn or (lambda trajs, exs: score_trajectories(trajs, exs, self.tokenizer,
+                                                                            cfg.algorithm.reward))
+        self.learner = Learner(cfg, self.policy, self.device)
+        self.sampler = QuestionSampler(len(self.train_examples), cfg.seed, cfg.data.shuffle) if rolls_out else None
+        self.step = 0
+        self.out = Path(cfg.output_dir)
+        self.log_to_disk = log_to_disk and self.dist.is_main
+        self.stop_reason: str | None = None
+
+    @staticmethod
+    def _load(path: str, limit: int):
+        from searchr1.data.load import load_qa
+
+        if not path:
+            raise ValueError("no training data: set data.train_file (FlashRAG jsonl or Search-R1 parquet)")
+        ex = load_qa(path)
+        return ex[:limit] if limit else ex
+
+    # ------------------------------------------------------------------ rollout
+    def prompts_for(self, examples) -> list[str]:
+        from searchr1.data.prompts import apply_chat_template, make_prompt
+
+        return [apply_chat_template(self.tokenizer, make_prompt(ex.question, self.cfg.data.prompt_template))
+                for ex in examples]
+
+    def rollout(self, examples, group_ids, seed: int | None, greedy: bool = False):
+        """Trajectories for ``examples`` (already repeated G times) and the engine timings."""
+        from searchr1.rollout.engine import RolloutEngine
+
+        rcfg = dataclasses.replace(self.cfg.rollout, seed=seed, do_sample=not greedy and self.cfg.rollout.do_sample)
+        engine = RolloutEngine(self.make_backend(self.policy, self.tokenizer), self.retriever, self.tokenizer, rcfg)
+        self.policy.eval()
+        with torch.no_grad():
+            trajs = engine.run(self.prompts_for(examples), [ex.id for ex in examples], group_ids)
+        return trajs, dict(engine.timings)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, float]:
+        from searchr1.rollout.engine import rollout_metrics
+
+        cfg, G = self.cfg, self.cfg.algorithm.group_size
+        t0 = time.perf_counter()
+        q_idx = D.shard(self.sampler.next(cfg.data.batch_size), self.dist)
+        examples = [self.train_examples[i] for i in q_idx for _ in range(G)]
+        groups = [i for i in q_idx for _ in range(G)]
+        seed = (cfg.seed * 1_000_003 + self.step * 1009 + self.dist.rank) % 2**31
+        trajs, timings = self.rollout(examples, groups, seed)
+        t1 = time.perf_counter()
+        scores, comps = self.reward_fn(trajs, examples)
+        batch = collate(trajs, scores, pad_id=self.tokenizer.pad_token_id or 0)
+        metrics = self._reduce_means({**rollout_metrics(trajs), "reward/mean": sum(scores) / len(scores),
+                                      **{f"reward/{k}": v for k, v in comps.items()}})
+        t2 = time.perf_counter()
+        metrics.update(self.learner.prepare(batch))
+        t3 = time.perf_counter()
+        metrics.update(self.learner.update(batch, seed))
+        t4 = time.perf_counter()
+        tokens = float(D.all_sum(batch.attention_mask.sum()))
+        metrics.update({
+            **{k: v for k, v in timings.items()}, "time/reward": t2 - t1, "time/prepare": t3 - t2,
+            "time/update": t4 - t3, "time/step": t4 - t0,
+            "throughput/tokens_per_s": tokens / (t4 - t0), "throughput/update_tokens_per_s": tokens / (t4 - t2),
+        })
+        self.step += 1
+        return metrics
+
+    def _reduce_means(self, m: dict[str, float]) -> dict[str, float]:
+        if not self.dist.enabled:
+            return m
+        keys = sorted(m)
+        v = D.all_sum(torch.tensor([m[k] for k in keys])) / self.dist.world_size
+        return dict(zip(keys, v.tolist()))
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> dict[str, float]:
+        """Greedy rollout on the held-out questions: EM / F1 and rollout stats under ``val/``."""
+        from searchr1.rollout.engine import rollout_metrics
+
+        if not self.val_examples:
+            return {}
+        exs = D.shard(list(self.val_examples), self.dist)
+        trajs, _ = self.rollout(exs, list(range(len(exs))), seed=self.cfg.seed, greedy=True)
+        _, comps = score_trajectories(trajs, exs, self.tokenizer, "em")
+        m = {f"val/{k}": v for k, v in comps.items()}
+        m.update({"val/" + k.split("/", 1)[1]: v for k, v in rollout_metrics(trajs).items()})
+        return self._reduce_means(m)
+
+    # ------------------------------------------------------------------ guards
+    def check_guards(self, m: dict[str, float]) -> str | None:
+        g = self.cfg.guards
+        ent, kl = m.get("actor/entropy"), m.get("actor/kl")
+        problems = []
+        if ent is not None and g.entropy_min is not None and ent < g.entropy_min:
+            problems.append(f"entropy {ent:.4f} < guards.entropy_min={g.entropy_min} (collapse)")
+        if ent is not None and g.entropy_max is not None and ent > g.entropy_max:
+            problems.append(f"entropy {ent:.4f} > guards.entropy_max={g.entropy_max}")
+        if kl is not None and g.kl_max is not None and kl > g.kl_max:
+            problems.append(f"KL {kl:.4f} > guards.kl_max={g.kl_max}")
+        if not problems:
+            return None
+        msg = f"step {self.step}: " + "; ".join(problems)
+        log.warning(msg)
+        return msg if g.early_stop else None
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def ckpt_root(self) -> Path:
+        return self.out / "checkpoints"
+
+    def save(self) -> Path | None:
+        if self.dist.is_main:
+            state = {"step": self.step, "sampler": {"epoch": self.sampler.epoch, "cursor": self.sampler.cursor},
+                     "learner": self.learner.state_dict(), "rng": ckpt.rng_state()}
+            critic = self.learner.critic if self.cfg.checkpoint.save_critic else None
+            path = ckpt.save_checkpoint(self.ckpt_root, self.step, self.policy, self.tokenizer, state, critic,
+                                        self.cfg.checkpoint.keep_last)
+        else:
+            path = None
+        D.barrier()
+        return path
+
+    def resume(self, path: str | Path | None = None) -> int:
+        """Load the newest (or the given) checkpoint; returns the step to continue from."""
+        from searchr1.rl.models import load_weights
+
+        path = Path(path) if path else ckpt.latest_checkpoint(self.ckpt_root)
+        if path is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {self.ckpt_root}; "
+                                    "train without --resume first or point output_dir at the old run")
+        state = ckpt.load_state(path)
+        load_weights(self.policy, path / "policy", lora=self.cfg.model.lora_rank > 0)
+        if self.learner.critic is not None and (path / "critic").is_dir():
+            load_weights(self.learner.critic.lm, path / "critic")
+            self.learner.critic.load_head(path / "critic")
+        self.learner.load_state_dict(state["learner"])
+        self.sampler.epoch, self.sampler.cursor = state["sampler"]["epoch"], state["sampler"]["cursor"]
+        self.step = int(state["step"])
+        ckpt.set_rng_state(state["rng"])
+        return self.step
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, resume: bool = False) -> dict[str, float]:
+        cfg = self.cfg
+        if resume:
+            self.resume()
+        if self.log_to_disk:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str))
+        tracker = Tracker(self.out, cfg.logging, cfg.total_steps, self.step, config_to_dict(cfg),
+                          enabled=self.log_to_disk)
+        last: dict[str, float] = {}
+        try:
+            while self.step < cfg.total_steps:
+                last = self.train_step()
+                if cfg.logging.val_every and self.step % cfg.logging.val_every == 0:
+                    last.update(self.validate())
+                tracker.log(self.step, last)
+                stop = self.check_guards(last)
+                if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 or stop:
+                    self.save()
+                if stop:
+                    self.stop_reason = stop
+                    break
+            if not cfg.logging.val_every and self.val_examples:
+                val = self.validate()
+                tracker.log(self.step, val)
+                last.update(val)
+            if not self.stop_reason and not (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0):
+                self.save()
+            if self.log_to_disk:
+                from searchr1.rl.models import save_final
+
+                save_final(self.policy, self.tokenizer, self.out / "final", lora=cfg.model.lora_rank > 0)
+        finally:
+            tracker.close()
+        return last
+
+
+def _hf_backend(model, tokenizer):
+    from searchr1.rollout.backends.hf import HFBackend
+
+    # a peft wrapper hides the cache arguments; its base model carries the (active) adapter layers
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return HFBackend(base, tokenizer)
