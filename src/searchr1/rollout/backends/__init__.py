@@ -1,0 +1,9 @@
+"""Generation backends behind one interface (:class:`~searchr1.rollout.backends.base.Backend`).
+
+``hf.HFBackend`` (transformers, CPU/GPU), ``vllm.VLLMBackend`` (GPU, optional ``gpu`` extra) and
+``scripted.ScriptedBackend`` (plays back fixed text; tests and examples). Import the module you need;
+this package imports none of the heavy libraries.
+"""
+from searchr1.rollout.backends.base import Backend, BackendSession, Generation, TurnParams
+
+__all__ = ["Backend", "BackendSession", "Generation", "TurnParams"]
