@@ -1,1 +1,12 @@
-"""searchr1.models"""
+"""Model loading: any HF causal LM, the embedded SmolLM2-135M-Instruct, OpenAI-compatible endpoints.
+
+``copy*.py`` (the demo's copy-capable tiny model) lives here too.
+"""
+from searchr1.models.generate import Completion, Decoding, Generator, HFGenerator, Transcript
+from searchr1.models.hf import load_causal_lm, model_fingerprint
+from searchr1.models.openai_chat import OpenAIChatBackend, OpenAIError
+from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2, smollm2_dir, smollm2_gguf
+
+__all__ = ["Completion", "Decoding", "Generator", "HFGenerator", "Transcript", "load_causal_lm",
+           "model_fingerprint", "OpenAIChatBackend", "OpenAIError", "SMOLLM2_NAMES", "smollm2",
+           "smollm2_dir", "smollm2_gguf"]

@@ -1,0 +1,126 @@
+"""``evaluate``: run methods × data sets, append predictions as they complete, write the report.
+
+Resumable: every batch of predictions is appended to ``<out>/predictions.jsonl`` as soon as it
+is done; a re-run with the same output directory skips the (method, dataset, id) keys already
+there and only runs the missing questions. A re-run whose protocol differs from the one
+recorded in ``<out>/manifest.partial.json`` is refused (mixing protocols in one table would
+make it meaningless); use another ``--out`` or delete the directory.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from searchr1.data.qa import QAExample
+from searchr1.eval.manifest import build_manifest, compare_manifests
+from searchr1.eval.methods import get_method
+from searchr1.eval.report import write_results
+from searchr1.eval.types import EvalContext, Prediction
+
+PREDICTIONS = "predictions.jsonl"
+
+
+@dataclass
+class EvalConfig:
+    methods: list[str] = field(default_factory=lambda: ["direct", "cot", "rag"])
+    """Method names (see ``searchr1.eval.methods.METHODS``), in table order."""
+    batch_size: int = 8
+    """Questions per method call; predictions are saved after every batch."""
+    method_options: dict[str, dict] = field(default_factory=dict)
+    """Constructor options per method, e.g. ``{"ircot": {"max_docs": 10}}``."""
+
+    def __post_init__(self):
+        from searchr1.eval.methods import METHODS
+
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown or no methods {unknown}; choose from {', '.join(METHODS)}.")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods listed twice: {self.methods}; list each once.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+
+
+def read_predictions(path: Path) -> list[Prediction]:
+    """Predictions of a (possibly crashed) run; a torn last line is dropped."""
+    if not path.is_file():
+        return []
+    preds = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            preds.append(Prediction.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError):
+            continue  # a line cut by a crash mid-write; its question is run again
+    return preds
+
+
+def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: EvalConfig, out_dir: str | Path,
+             model_info: dict, retriever_info: dict | None, dataset_info: list[dict],
+             progress: Callable[[str, str, int, int], None] | None = None) -> dict:
+    """Run, write results.{md,json,png} and manifest.json under ``out_dir``; return results.json's content."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = {name: get_method(name, **config.method_options.get(name, {})) for name in config.methods}
+    for name, m in methods.items():
+        if m.needs_retriever and ctx.retriever is None:
+            raise ValueError(f"method {name!r} searches; pass a retriever (--index DIR or --server URL) "
+                             "or drop it from --methods.")
+    from searchr1.eval.manifest import text_sha256
+
+    manifest = build_manifest(
+        model=model_info, retriever=retriever_info, topk=ctx.topk, decoding=ctx.decoding.to_dict(),
+        seed=ctx.decoding.seed, datasets=dataset_info,
+        methods={name: {"templates": {k: text_sha256(v) for k, v in m.templates.items()}, **m.describe()}
+                 for name, m in methods.items()},
+        settings={"max_turns": ctx.max_turns, "ircot_steps": ctx.ircot_steps})
+    _check_resume(out, manifest)
+    path = out / PREDICTIONS
+    preds = read_predictions(path)
+    done = {p.key() for p in preds}
+    started = time.perf_counter()
+    if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        with path.open("a", encoding="utf-8") as sink:  # end a line torn by a crash before appending
+            sink.write("\n")
+    with path.open("a", encoding="utf-8") as sink:
+        for name, method in methods.items():
+            for dname, examples in datasets.items():
+                todo = [ex for ex in examples if (name, dname, str(ex.id)) not in done]
+                for i in range(0, len(todo), config.batch_size):
+                    batch = todo[i:i + config.batch_size]
+                    new = method.run(batch, ctx, dataset=dname)
+                    for p in new:
+                        sink.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
+                    sink.flush()
+                    preds.extend(new)
+                    if progress:
+                        progress(name, dname, len(examples) - len(todo) + i + len(batch), len(examples))
+    wanted = {(m, d, str(ex.id)) for m in methods for d, exs in datasets.items() for ex in exs}
+    preds = [p for p in preds if p.key() in wanted]
+    manifest["wall_seconds"] = round(time.perf_counter() - started, 1)
+    manifest["output_dir"] = str(out)
+    write_results(out, preds, manifest, list(methods), list(datasets))
+    return json.loads((out / "results.json").read_text())
+
+
+def _check_resume(out: Path, manifest: dict) -> None:
+    partial = out / "manifest.partial.json"
+    def sources_only(m: dict) -> dict:  # --limit may grow between runs: data sets are matched by name
+        return {**m, "datasets": {k: {} for k in m.get("datasets", {})}}
+
+    if partial.is_file() and (out / PREDICTIONS).is_file():
+        diffs = compare_manifests(sources_only(json.loads(partial.read_text())), sources_only(manifest))
+        if diffs:
+            fields = ", ".join(k for k, _, _ in diffs[:8])
+            raise ValueError(f"{out} holds predictions made under another protocol (differs in: {fields}); "
+                             "use a new --out directory or delete this one.")
+    merged = manifest
+    if partial.is_file():  # keep methods / data sets of earlier runs so a widened re-run still checks them
+        old = json.loads(partial.read_text())
+        merged = {**manifest, "methods": {**old.get("methods", {}), **manifest["methods"]},
+                  "datasets": {**old.get("datasets", {}), **manifest["datasets"]}}
+    partial.write_text(json.dumps(merged, indent=2, ensure_ascii=False))

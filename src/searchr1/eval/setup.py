@@ -1,0 +1,99 @@
+"""Building the pieces of an evaluation from command-line style options.
+
+* ``make_retriever(index=..., server=...)``: an in-process index or a retrieval server;
+* ``make_generator(model=..., openai_base=..., openai_model=...)``: a local model or an API;
+* ``default_model(runs="runs")``: the newest trained checkpoint under ``runs/``, else the
+  embedded SmolLM2 (what ``searchr1 ask`` uses when ``--model`` is not given).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from searchr1.eval.manifest import index_protocol
+from searchr1.models.smollm2 import SMOLLM2_NAMES
+
+
+@dataclass
+class GeneratorBundle:
+    generator: object
+    model: object | None       # local model (None for API models)
+    tokenizer: object | None
+    info: dict                 # manifest "model" entry
+
+
+def make_retriever(index: str | None = None, server: str | None = None):
+    """(retriever, manifest entry). Exactly one of ``index`` / ``server``; neither gives (None, None)."""
+    if index and server:
+        raise ValueError("pass either --index DIR or --server URL, not both.")
+    if index:
+        from searchr1.search.index import load_retriever
+
+        if not Path(index).is_dir():
+            raise FileNotFoundError(f"index directory {index!r} does not exist; build it with `searchr1 index`.")
+        retriever = load_retriever(index)
+        return retriever, index_protocol(index)
+    if server:
+        import httpx
+
+        from searchr1.search.client import HTTPSearchClient
+
+        client = HTTPSearchClient(server)
+        try:
+            health = client.health()  # fail early, with the URL, when the server is not up
+        except httpx.HTTPError as e:
+            raise ConnectionError(f"the retrieval server at {server} does not answer /health ({e}); "
+                                  "start it with `searchr1 serve --index DIR` or check the URL.") from e
+        # /health names the retriever and corpus size; a corpus checksum is recorded when the
+        # server reports one (`corpus_sha256`), else the manifest says it is unknown (None)
+        info = {"kind": health.get("retriever", "server"), "num_passages": health.get("corpus_size"),
+                "corpus_sha256": health.get("corpus_sha256"), "location": {"url": server}}
+        return client, info
+    return None, None
+
+
+def checkpoint_candidates(runs: str | Path = "runs") -> list[Path]:
+    """Model directories under ``runs/`` (config.json + tokenizer), newest first. A
+    ``checkpoints/step_*`` directory counts only once its ``COMPLETE`` marker exists."""
+    root = Path(runs)
+    if not root.is_dir():
+        return []
+    found = []
+    for cfg in root.rglob("config.json"):
+        d = cfg.parent
+        if not any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            continue
+        step = next((p for p in (d, d.parent) if p.name.startswith("step_")), None)
+        if step is not None and not (step / "COMPLETE").is_file():
+            continue
+        found.append(d)
+    return sorted(found, key=lambda d: (d / "config.json").stat().st_mtime, reverse=True)
+
+
+def default_model(runs: str | Path = "runs") -> str:
+    found = checkpoint_candidates(runs)
+    return str(found[0]) if found else SMOLLM2_NAMES[0]
+
+
+def make_generator(model: str | None = None, openai_base: str | None = None, openai_model: str | None = None,
+                   api_key: str | None = None, device: str = "cpu", dtype: str = "auto",
+                   revision: str | None = None, batch_size: int = 8) -> GeneratorBundle:
+    if openai_base or openai_model:
+        if model:
+            raise ValueError("pass either --model or --openai-base/--openai-model, not both.")
+        if not (openai_base and openai_model):
+            raise ValueError("an OpenAI-compatible endpoint needs both --openai-base URL and --openai-model NAME.")
+        from searchr1.models.openai_chat import OpenAIChatBackend
+
+        gen = OpenAIChatBackend(openai_base, openai_model, api_key or os.environ.get("OPENAI_API_KEY"),
+                                max_concurrency=batch_size)
+        return GeneratorBundle(gen, None, None, {"name": openai_model, "revision": revision, "kind": "openai-chat",
+                                                 "location": {"endpoint": openai_base}})
+    from searchr1.models.generate import HFGenerator
+    from searchr1.models.hf import load_causal_lm, model_fingerprint
+
+    name = model or default_model()
+    m, tok = load_causal_lm(name, dtype=dtype, device=device, revision=revision)
+    info = {**model_fingerprint(m, name, revision), "kind": "hf", "dtype": str(next(m.parameters()).dtype)}
+    return GeneratorBundle(HFGenerator(m, tok, name=name, batch_size=batch_size), m, tok, info)
