@@ -7,13 +7,14 @@ so any causal LM gives the same positions it saw while generating, without
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
 
-from searchr1.rl.core_algos import entropy_from_logits, logprobs_from_logits
+from searchr1.rl.core_algos import logprobs_and_entropy
 from searchr1.rollout.types import Trajectory
 
 
@@ -94,12 +95,43 @@ def collate(trajs: Sequence[Trajectory], scores: Sequence[float], pad_id: int = 
                  torch.tensor(list(scores), dtype=torch.float32), torch.tensor(groups, dtype=torch.long))
 
 
+def is_right_padded(attention_mask: Tensor) -> bool:
+    """True when every row of ``attention_mask`` (B, L) is ones followed by zeros (no holes, no left pad)."""
+    m = attention_mask
+    return bool((m[:, 0] == 1).all()) and bool((m[:, 1:] <= m[:, :-1]).all())
+
+
+def _forward_params(model) -> frozenset[str]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft passes kwargs through
+    try:
+        return frozenset(inspect.signature(base.forward).parameters)
+    except (TypeError, ValueError):   # a forward without an introspectable signature: use the plain call
+        return frozenset()
+
+
 def response_logits(model, batch: Batch, temperature: float = 1.0) -> Tensor:
-    """Teacher-forced logits at the response positions: (B, R, V), divided by ``temperature``."""
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    """Teacher-forced logits at the response positions: (B, R, V), divided by ``temperature``.
+
+    Two savings that leave the values unchanged (up to kernel rounding):
+
+    * no attention mask when every row is right-padded: under causal attention a real token
+      only sees earlier positions, which are all real, so the mask changes nothing for the
+      positions we read — and without it attention runs the fused causal kernel instead of
+      the masked one. Outputs at padding positions differ, but they are never read (their
+      loss mask is 0).
+    * ``logits_to_keep`` (when the model's ``forward`` takes it): only positions from the
+      earliest response start on are projected to the vocabulary, not the prompts.
+    """
+    L = batch.input_ids.shape[1]
+    mask = None if is_right_padded(batch.attention_mask) else batch.attention_mask
+    kwargs = {}
+    if "logits_to_keep" in _forward_params(model):
+        kwargs["logits_to_keep"] = L - int(batch.resp_index[:, 0].min())
+    out = model(input_ids=batch.input_ids, attention_mask=mask, use_cache=False, **kwargs)
     logits = out.logits if hasattr(out, "logits") else out[0]
-    V = logits.shape[-1]
-    logits = logits.gather(1, batch.resp_index.unsqueeze(-1).expand(-1, -1, V))
+    B, K, V = logits.shape
+    index = batch.resp_index - (L - K)                  # positions inside the kept window
+    logits = logits.gather(1, index.unsqueeze(-1).expand(-1, -1, V))
     if temperature not in (0.0, 1.0):
         logits = logits / temperature
     return logits
@@ -118,9 +150,10 @@ def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: fl
         with autocast_ctx(device, autocast):
             logits = response_logits(model, mb, temperature)
         r = mb.responses.shape[1]
-        logp[s:s + micro_batch_size, :r] = logprobs_from_logits(logits, mb.responses).cpu()
+        lp, e = logprobs_and_entropy(logits, mb.responses, entropy=with_entropy)
+        logp[s:s + micro_batch_size, :r] = lp.cpu()
         if ent is not None:
-            ent[s:s + micro_batch_size, :r] = entropy_from_logits(logits).cpu()
+            ent[s:s + micro_batch_size, :r] = e.cpu()
     return logp * batch.valid_mask, ent
 
 

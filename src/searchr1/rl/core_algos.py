@@ -324,6 +324,27 @@ def logprobs_from_logits(logits: Tensor, tokens: Tensor) -> Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
+def logprobs_and_entropy(logits: Tensor, tokens: Tensor, entropy: bool = True,
+                         entropy_grad: bool = False) -> tuple[Tensor, Tensor | None]:
+    """log π(token) and the entropy per position from one log-normaliser, in float32.
+
+    logits (B, T, V), tokens (B, T) -> logp (B, T), entropy (B, T) or None. Same values as
+    ``logprobs_from_logits`` and ``entropy_from_logits``, but ``logsumexp`` runs once and
+    no (B, T, V) log-softmax is kept for the backward pass: only the chosen token's logit and
+    the normaliser carry gradient. The entropy is built without autograd unless
+    ``entropy_grad`` (needed only when it is a loss term), so logging it costs one extra
+    pass over the logits and no backward memory.
+    """
+    logits = logits.float()
+    logz = torch.logsumexp(logits, dim=-1)                                   # (B, T)
+    logp = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logz
+    if not entropy:
+        return logp, None
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        ent = logz - (torch.exp(logits - logz.unsqueeze(-1)) * logits).sum(dim=-1)
+    return logp, ent
+
+
 def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     """1 − Var(R − V) / Var(R) over the masked tokens (scalar); NaN-free (0 when Var(R) = 0)."""
     var_r = masked_var(returns, mask)

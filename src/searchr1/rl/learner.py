@@ -10,6 +10,14 @@ and KL when ``algorithm.mask_retrieved`` is on (the default).
 On-policy shortcut: with one epoch and one mini-batch the behaviour policy *is* the
 current policy, so ``old_logp`` is the detached log-prob of the training forward
 (ratio = 1) instead of an extra teacher-forced pass — the same number, one forward fewer.
+The rollout's recorded sampling log-probs are not used for this: they come from the
+KV-cached decoding kernels, whose rounding differs slightly from the teacher-forced pass.
+
+Other savings that keep the numbers: the log-probs and the logged entropy share one
+``logsumexp`` and the entropy keeps no autograd graph unless ``entropy_coef > 0``
+(``core_algos.logprobs_and_entropy``); each micro-batch is trimmed to its own longest row;
+the teacher-forced passes skip the attention mask on right-padded rows and project only
+response positions to the vocabulary (``batch.response_logits``).
 """
 from __future__ import annotations
 
@@ -39,20 +47,21 @@ def compute_actor_loss(logits: Tensor, mb: Batch, algo: AlgorithmConfig, norm: T
     when the KL is a loss term. Only ``mb.loss_mask(algo.mask_retrieved)`` tokens count.
     """
     mask = mb.loss_mask(algo.mask_retrieved).to(torch.float32)
-    logp = ca.logprobs_from_logits(logits, mb.responses)                     # (b, R)
+    # one logsumexp for both; the entropy carries gradient only when it is a loss term
+    logp, ent = ca.logprobs_and_entropy(logits, mb.responses, entropy_grad=algo.entropy_coef > 0)  # (b, R)
     old = logp.detach() if mb.old_logp is None else mb.old_logp
     pg, st = ca.ppo_policy_loss(logp, old, mb.advantages, mask, algo.clip_eps, algo.clip_eps_high,
                                 algo.dual_clip_c, algo.loss_agg_mode, norm)
     loss = pg
-    stats = {"actor/pg_loss": pg.detach(), "actor/clipfrac": st.clipfrac, "actor/approx_kl": st.approx_kl}
+    stats = {"actor/pg_loss": pg.detach(), "actor/clipfrac": st.clipfrac, "actor/approx_kl": st.approx_kl,
+             "actor/entropy": ca.masked_mean(ent.detach(), mask)}
     if algo.kl_placement == "loss":
         kl = ca.kl_penalty(logp, mb.ref_logp, algo.kl_estimator)
         kl_loss = ca.aggregate_loss(kl, mask, algo.loss_agg_mode, norm)
         loss = loss + kl_coef * kl_loss
         stats["actor/kl_loss"] = kl_loss.detach()
     if algo.entropy_coef > 0:
-        ent = ca.aggregate_loss(ca.entropy_from_logits(logits), mask, algo.loss_agg_mode, norm)
-        loss = loss - algo.entropy_coef * ent
+        loss = loss - algo.entropy_coef * ca.aggregate_loss(ent, mask, algo.loss_agg_mode, norm)
     return loss, stats
 
 
@@ -202,7 +211,7 @@ class Learner:
                 norm = D.all_sum(ca.agg_count(mask_all, self.algo.loss_agg_mode))
                 finite, cfinite = True, True
                 stats_sum: dict[str, float] = {}
-                ent_num = ent_den = 0.0
+                ent_den = 0.0   # policy tokens of this mini-batch (weights of the per-token means)
                 for s in range(0, len(mbatch), micro):
                     mb = mbatch.select(slice(s, s + micro)).to(self.device)
                     with autocast_ctx(self.device, ac):
@@ -212,8 +221,6 @@ class Learner:
                     loss.backward()
                     m = mb.loss_mask(self.algo.mask_retrieved).float()
                     w = float(m.sum())
-                    with torch.no_grad():
-                        ent_num += float((ca.entropy_from_logits(logits.detach()) * m).sum())
                     ent_den += w
                     for k, v in st.items():
                         stats_sum[k] = stats_sum.get(k, 0.0) + float(v) * (1.0 if k in _SUMMED else w)
@@ -231,7 +238,6 @@ class Learner:
                 tot = float(D.all_sum(torch.tensor(ent_den)))
                 row = {k: float(D.all_sum(torch.tensor(v))) / (1.0 if k in _SUMMED else max(tot, 1.0))
                        for k, v in stats_sum.items()}
-                row["actor/entropy"] = float(D.all_sum(torch.tensor(ent_num))) / max(tot, 1.0)
                 row["actor/grad_norm"] = gn
                 if self.critic is not None:
                     cok, cgn = self._finish(self.copt, cparams, cfinite)
