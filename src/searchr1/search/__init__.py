@@ -1,1 +1,16 @@
-"""searchr1.search"""
+"""searchr1.search — corpora, retrievers, the retrieval server and its clients.
+
+Modules (import what you need; heavy dependencies load lazily):
+
+* ``base``        Document, Hit, SearchError, the Retriever protocol
+* ``corpus``      iter_corpus / load_corpus / write_corpus_jsonl / write_corpus_parquet, CorpusError
+* ``corpus_build``build_wiki_corpus, iter_wiki_passages, synthetic_corpus
+* ``bm25``        BM25Config, BM25Retriever (bm25s + PyStemmer, numba kernel)
+* ``dense``       DenseConfig, Encoder, DenseRetriever (HF encoder + FAISS)
+* ``index``       IndexConfig, build_index, load_retriever, read_index_meta
+* ``server``      ServerConfig, create_app, serve, BackgroundServer
+* ``client``      HTTPSearchClient, InProcessClient, CachedRetriever
+"""
+from searchr1.search.base import Document, Hit, Retriever, SearchError
+
+__all__ = ["Document", "Hit", "Retriever", "SearchError"]

