@@ -1,0 +1,92 @@
+"""Protocol-format trajectories for pretraining (random policy) and SFT (scripted teacher).
+
+Both write exactly what the rollout produces: the policy's blocks, and after each
+``</search>`` the observation the environment injects
+(``searchr1.rollout.observation.information`` over the real retrieval results).
+
+* ``random_policy_response`` — teaches the *format*, not the strategy: it searches a
+  random span of the question (``min_searches``-``max_searches`` times), reads the real results, and answers with
+  a random candidate span (a capitalised mention in what it read, or in the
+  question when it did not search; a mention the question already contains is never
+  picked after a search). Its answers are right only by chance.
+* ``teacher_response`` — a scripted teacher that searches the gold hop queries in
+  order and answers with the gold answer: cold-start SFT data for real models.
+"""
+from __future__ import annotations
+
+import random
+import re
+
+from searchr1.data.qa import QAExample
+from searchr1.rollout.observation import information, passages_body
+from searchr1.search.base import Retriever
+
+THINKS = ("I need more information.", "Let me search.", "I should look this up.", "I can answer now.",
+          "The passages may help.")
+_MENTION = re.compile(r"[A-Z][a-z]+(?: [A-Z][a-z]+)*")
+
+
+def _search_block(think: str, query: str) -> str:
+    return f"<think> {think} </think>\n<search> {query} </search>"
+
+
+def _answer_block(think: str, answer: str) -> str:
+    return f"<think> {think} </think>\n<answer> {answer} </answer>"
+
+
+def random_span(words: list[str], rng: random.Random, max_len: int = 3) -> str:
+    n = rng.randint(1, min(max_len, len(words)))
+    i = rng.randrange(len(words) - n + 1)
+    return " ".join(words[i:i + n])
+
+
+def candidate_mentions(text: str) -> list[str]:
+    """Capitalised word runs (entity-like mentions), without the protocol's ``Doc``/``Title`` labels."""
+    out = []
+    for m in _MENTION.findall(text):
+        words = [w for w in m.split() if w not in ("Doc", "Title", "The", "Where", "Which", "Who", "In")]
+        if words:
+            out.append(" ".join(words))
+    return out
+
+
+def answer_candidates(read: str, question: str) -> list[str]:
+    """Distinct mentions in ``read`` that the question does not already contain (first-seen order).
+
+    This is the one prior the random policy has: an answer is some entity it read that is not
+    the question's own entity. Which one is pure chance.
+    """
+    seen: dict[str, None] = {}
+    for m in candidate_mentions(read):
+        if m not in question:
+            seen.setdefault(m, None)
+    return list(seen)
+
+
+def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Random, topk: int = 3,
+                           min_searches: int = 0, max_searches: int = 2) -> str:
+    words = q.question.rstrip("?").split()
+    parts, read = [], []
+    for _ in range(rng.randint(min_searches, max_searches)):
+        query = random_span(words, rng)
+        hits = retriever.search([query], topk)[0]
+        parts.append(_search_block(rng.choice(THINKS), query) + information(passages_body(hits)))
+        read.append(passages_body(hits))
+    pool = answer_candidates(" ".join(read), q.question) or candidate_mentions(q.question) or words
+    parts.append(_answer_block(rng.choice(THINKS), rng.choice(pool)))
+    return "".join(parts)
+
+
+def teacher_response(q: QAExample, retriever: Retriever, topk: int = 3) -> str:
+    """Searches ``metadata["hop_queries"]`` in order, then answers the gold answer."""
+    hops = q.metadata.get("hop_queries")
+    if not hops:
+        raise ValueError(f"question {q.id} has no metadata['hop_queries']; the scripted teacher needs "
+                         "SearchWorld questions (searchr1.data.world)")
+    parts = []
+    for i, query in enumerate(hops):
+        think = "I need to find " + ("the first fact." if i == 0 else f"more about {query}.")
+        hits = retriever.search([query], topk)[0]
+        parts.append(_search_block(think, query) + information(passages_body(hits)))
+    parts.append(_answer_block("I can answer now.", q.golden_answers[0]))
+    return "".join(parts)

@@ -1,0 +1,46 @@
+"""Pretraining/SFT traces: the exact protocol the rollout produces, well-formed, and honest about their policy."""
+import random
+
+import pytest
+
+from searchr1.data.world import WorldConfig, generate_world
+from searchr1.demo.traces import random_policy_response, teacher_response
+from searchr1.rewards import exact_match, extract_answer, validate_format
+from searchr1.rewards.tags import strip_information
+from searchr1.search.bm25 import BM25Config, BM25Retriever
+
+
+@pytest.fixture(scope="module")
+def world_and_bm25():
+    w = generate_world(WorldConfig(seed=5, people=30, works=6))
+    return w, BM25Retriever.build(w.documents, BM25Config(backend="numpy"))
+
+
+def test_random_policy_traces_are_well_formed_and_mostly_wrong(world_and_bm25):
+    w, bm25 = world_and_bm25
+    rng = random.Random(0)
+    qs = w.questions[:80]
+    responses = [random_policy_response(q, bm25, rng) for q in qs]
+    assert all(validate_format(r).ok for r in responses)
+    assert {r.count("<search>") for r in responses} == {0, 1, 2}
+    for q, r in zip(qs, responses):  # queries are spans of the question
+        for query in [s.split("</search>")[0].strip() for s in strip_information(r).split("<search>")[1:]]:
+            assert query in q.question
+    em = sum(exact_match(extract_answer(r), q.golden_answers) for q, r in zip(qs, responses)) / len(qs)
+    assert em < 0.3  # right only by chance
+
+
+def test_teacher_traces_search_the_hops_and_answer_correctly(world_and_bm25):
+    w, bm25 = world_and_bm25
+    for q in w.questions[::7]:
+        r = teacher_response(q, bm25)
+        assert validate_format(r).ok
+        assert r.count("<search>") == len(q.metadata["hop_queries"]) == (2 if q.metadata["type"] == "two-hop" else 1)
+        assert exact_match(extract_answer(r), q.golden_answers) == 1.0
+
+
+def test_answer_candidates_are_distinct_mentions_not_in_the_question():
+    from searchr1.demo.traces import answer_candidates
+
+    read = 'Doc 1(Title: "Bor Kel") Bor Kel was born in Tavmor. Bor Kel works for Zun Guild. Tavmor is far.'
+    assert answer_candidates(read, "Where was Bor Kel born?") == ["Tavmor", "Zun Guild"]
