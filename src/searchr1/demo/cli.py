@@ -30,6 +30,10 @@ def register(subparsers) -> None:
                    help="curriculum: single-hop steps, then mixed steps")
     d.add_argument("--group-size", type=int, default=None)
     d.add_argument("--questions-per-step", type=int, default=None)
+    d.add_argument("--temperature", type=float, default=None, help="rollout sampling temperature")
+    d.add_argument("--lr", type=float, default=None, help="policy learning rate")
+    d.add_argument("--kl-coef", type=float, default=None)
+    d.add_argument("--eval-every", type=int, default=None, help="held-out EM every N steps (0 = at the end)")
     d.add_argument("--base-model", default="", help="use this saved base model (skip pretraining)")
     d.add_argument("--cache-dir", default="runs/cache")
     d.add_argument("--no-progress", action="store_true")
@@ -42,7 +46,9 @@ def demo_config_from_args(args):
 
     over = {"seed": args.seed, "out": args.out, "cache_dir": args.cache_dir, "base_model": args.base_model}
     for flag, key in (("algorithm", "algorithm"), ("topk", "topk"), ("max_turns", "max_turns"),
-                      ("group_size", "group_size"), ("questions_per_step", "questions_per_step")):
+                      ("group_size", "group_size"), ("questions_per_step", "questions_per_step"),
+                      ("temperature", "temperature"), ("lr", "lr"), ("kl_coef", "kl_coef"),
+                      ("eval_every", "eval_every")):
         if getattr(args, flag) is not None:
             over[key] = getattr(args, flag)
     if args.no_mask:

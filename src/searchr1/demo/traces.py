@@ -4,11 +4,14 @@ Both write exactly what the rollout produces: the policy's blocks, and after eac
 ``</search>`` the observation the environment injects
 (``searchr1.rollout.observation.information`` over the real retrieval results).
 
-* ``random_policy_response`` — teaches the *format*, not the strategy: it searches a
-  random span of the question (``min_searches``-``max_searches`` times), reads the real results, and answers with
-  a random candidate span (a capitalised mention in what it read, or in the
-  question when it did not search; a mention the question already contains is never
-  picked after a search). Its answers are right only by chance.
+* ``random_policy_response`` — teaches the *format*, not the strategy: it searches
+  (``min_searches``-``max_searches`` times) with a query drawn uniformly from the
+  candidate queries it can see — every span of up to 3 words of the question, every
+  capitalised mention of the question and, after a first search, every mention it
+  read — reads the real results, and answers with a random candidate span (a
+  capitalised mention in what it read, or in the question when it did not search; a
+  mention the question already contains is never picked after a search). It knows
+  nothing of the gold answer or the gold queries: its answers are right only by chance.
 * ``teacher_response`` — a scripted teacher that searches the gold hop queries in
   order and answers with the gold answer: cold-start SFT data for real models.
 """
@@ -40,6 +43,19 @@ def random_span(words: list[str], rng: random.Random, max_len: int = 3) -> str:
     return " ".join(words[i:i + n])
 
 
+def query_candidates(question: str, read: list[str]) -> list[str]:
+    """What the random policy may search: distinct question spans (1-3 words), question mentions
+    and mentions in what it has read so far (first-seen order)."""
+    words = question.rstrip("?").split()
+    seen: dict[str, None] = {}
+    for n in range(1, min(3, len(words)) + 1):
+        for i in range(len(words) - n + 1):
+            seen.setdefault(" ".join(words[i:i + n]), None)
+    for m in candidate_mentions(question) + answer_candidates(" ".join(read), question):
+        seen.setdefault(m, None)
+    return list(seen)
+
+
 def candidate_mentions(text: str) -> list[str]:
     """Capitalised word runs (entity-like mentions), without the protocol's ``Doc``/``Title`` labels."""
     out = []
@@ -68,7 +84,7 @@ def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Rando
     words = q.question.rstrip("?").split()
     parts, read = [], []
     for _ in range(rng.randint(min_searches, max_searches)):
-        query = random_span(words, rng)
+        query = rng.choice(query_candidates(q.question, read))
         hits = retriever.search([query], topk)[0]
         parts.append(_search_block(rng.choice(THINKS), query) + information(passages_body(hits)))
         read.append(passages_body(hits))

@@ -74,7 +74,8 @@ def run_rl(cfg: DemoConfig, policy, tokenizer, retriever: Retriever | None, trai
             trainer.sampler = QuestionSampler(len(train), cfg.seed + 1, True)
         m = trainer.train_step()
         row = {"step": step + 1, **{k: float(m[k]) for k in CURVE_KEYS if k in m},
-               "actor/kl": float(m.get("actor/kl", 0.0)), "elapsed": time.perf_counter() - t0}
+               "actor/kl": float(m.get("actor/kl", 0.0)),
+               "actor/skipped_zero_adv": float(m.get("actor/skipped_zero_adv", 0.0)), "elapsed": time.perf_counter() - t0}
         if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step + 1 == cfg.total_steps:
             row.update(heldout_em(trainer, dev))
         history.append(row)

@@ -103,6 +103,11 @@ class AlgorithmConfig:
     """Passes over each rollout batch."""
     reward: str = "em"
     """Outcome reward kind passed to searchr1.rewards.compute_score (em | f1 | subem ...)."""
+    skip_zero_adv: bool = True
+    """grpo/rloo/reinforce: when every advantage of the batch is zero (e.g. every group scored
+    all-0 or all-1) there is no learning signal, so skip the actor's optimizer step instead of
+    letting Adam rescale the tiny KL gradient into a full learning-rate step (metric
+    ``actor/skipped_zero_adv``). False = always step (the KL term alone then moves the policy)."""
 
     def __post_init__(self):
         if self.name not in ALGORITHMS:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from contextlib import nullcontext
 
 import torch
@@ -196,6 +197,8 @@ class Learner:
 
     def update(self, batch: Batch, seed: int) -> dict[str, float]:
         """PPO epochs over ``batch`` (prepared). Returns averaged metrics."""
+        if self._no_signal(batch):
+            return self._skip_step()
         gen = torch.Generator().manual_seed(seed)
         micro, ac = self.cfg.data.micro_batch_size, self.cfg.model.bf16_autocast
         acc: dict[str, list[float]] = {}
@@ -251,10 +254,29 @@ class Learner:
         out = {k: sum(v) / len(v) for k, v in acc.items()}
         out["actor/lr"] = self.sched.get_last_lr()[0]
         out["actor/skipped_updates"] = float(self.skipped_updates)
+        out["actor/skipped_zero_adv"] = 0.0
         if self.algo.kl_placement == "loss":
             out["actor/kl"] = out.get("actor/kl_loss", 0.0)
             out["actor/kl_coef"] = self.kl_ctl.value
         return out
+
+    def _no_signal(self, batch: Batch) -> bool:
+        """True when ``algorithm.skip_zero_adv`` is on (critic-free algorithms only) and every
+        policy token's advantage is zero on every rank."""
+        if not self.algo.skip_zero_adv or self.algo.name == "ppo" or batch.advantages is None:
+            return False
+        mask = batch.loss_mask(self.algo.mask_retrieved).bool()
+        nonzero = ((batch.advantages != 0) & mask).sum().to(torch.float32)
+        return float(D.all_sum(nonzero)) == 0.0
+
+    def _skip_step(self) -> dict[str, float]:
+        """No learning signal: leave weights and optimizer state untouched; the LR schedule still
+        advances so it stays aligned with the training step."""
+        with warnings.catch_warnings():   # stepping the schedule without an optimizer step is intended here
+            warnings.filterwarnings("ignore", message="Detected call of")
+            self.sched.step()
+        return {"actor/lr": self.sched.get_last_lr()[0], "actor/skipped_updates": float(self.skipped_updates),
+                "actor/skipped_zero_adv": 1.0}
 
     def _count_skip(self, ok: bool) -> None:
         if ok:
