@@ -109,10 +109,14 @@ def _forward_params(model) -> frozenset[str]:
         return frozenset()
 
 
-def response_logits(model, batch: Batch, temperature: float = 1.0) -> Tensor:
+def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt: bool = False) -> Tensor:
     """Teacher-forced logits at the response positions: (B, R, V), divided by ``temperature``.
 
-    Two savings that leave the values unchanged (up to kernel rounding):
+    ``share_prompt``: rows with the same prompt (a GRPO group) run it once
+    (:func:`searchr1.rl.shared_prompt.shared_prompt_logits`; the caller checks the model
+    supports it). Used only when some prompt repeats; otherwise the plain path below.
+
+    Two savings of the plain path that leave the values unchanged (up to kernel rounding):
 
     * no attention mask when every row is right-padded: under causal attention a real token
       only sees earlier positions, which are all real, so the mask changes nothing for the
@@ -122,6 +126,10 @@ def response_logits(model, batch: Batch, temperature: float = 1.0) -> Tensor:
     * ``logits_to_keep`` (when the model's ``forward`` takes it): only positions from the
       earliest response start on are projected to the vocabulary, not the prompts.
     """
+    if share_prompt:
+        logits = _shared_prompt_logits(model, batch)
+        if logits is not None:
+            return logits / temperature if temperature not in (0.0, 1.0) else logits
     L = batch.input_ids.shape[1]
     mask = None if is_right_padded(batch.attention_mask) else batch.attention_mask
     kwargs = {}
@@ -137,9 +145,21 @@ def response_logits(model, batch: Batch, temperature: float = 1.0) -> Tensor:
     return logits
 
 
+def _shared_prompt_logits(model, batch: Batch) -> Tensor | None:
+    """Shared-prompt logits (B, R, V), or None when no two rows share a prompt (nothing to save)."""
+    from searchr1.rl.shared_prompt import prompt_groups, shared_prompt_logits
+
+    plen = batch.resp_index[:, 0] + 1                                  # (B,) prompt lengths
+    groups = prompt_groups(batch.input_ids, plen)
+    if len(groups[0]) == len(batch):
+        return None
+    return shared_prompt_logits(model, batch.input_ids, plen, batch.responses, batch.valid_mask, groups)
+
+
 @torch.no_grad()
 def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float = 1.0,
-                     autocast: bool = False, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+                     autocast: bool = False, with_entropy: bool = False,
+                     share_prompt: bool = False) -> tuple[Tensor, Tensor | None]:
     """log π(response token) for every row, in micro-batches: (B, R) float32 (+ entropy (B, R))."""
     B, R = batch.responses.shape
     logp = torch.zeros(B, R)
@@ -148,7 +168,7 @@ def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: fl
     for s in range(0, B, micro_batch_size):
         mb = batch.select(slice(s, s + micro_batch_size)).to(device)
         with autocast_ctx(device, autocast):
-            logits = response_logits(model, mb, temperature)
+            logits = response_logits(model, mb, temperature, share_prompt)
         r = mb.responses.shape[1]
         lp, e = logprobs_and_entropy(logits, mb.responses, entropy=with_entropy)
         logp[s:s + micro_batch_size, :r] = lp.cpu()

@@ -51,6 +51,12 @@ class ModelConfig:
     """peft ``target_modules``: "all-linear" or comma-separated module names (e.g. "q_proj,v_proj")."""
     critic_path: str | None = None
     """PPO critic backbone; None = a copy of the policy (value head on top, see critic.py)."""
+    share_prompt: bool = True
+    """Teacher-forced passes (training forward, reference and old log-probs) run each distinct prompt once
+    and put its KV cache under all rows that share it (a GRPO group): same log-probs and gradients as
+    the full forward, ~(G-1)/G of the prompt compute saved. Falls back to the full forward, with a log
+    line, for models without a KV cache / ``position_ids`` in ``forward`` and, for the training pass,
+    under gradient checkpointing (rl/shared_prompt.py). False = always the full forward."""
 
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16"):

@@ -22,6 +22,7 @@ response positions to the vocabulary (``batch.response_logits``).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import warnings
 from contextlib import nullcontext
@@ -35,6 +36,8 @@ from searchr1.rl.batch import Batch, autocast_ctx, forward_logprobs, response_lo
 from searchr1.rl.config import AlgorithmConfig, TrainConfig
 from searchr1.rl.critic import ValueModel, forward_values
 
+
+log = logging.getLogger(__name__)
 
 # losses already normalised by the global count: summed over micro-batches and ranks, not averaged
 _SUMMED = ("actor/pg_loss", "actor/kl_loss", "critic/value_loss")
@@ -110,6 +113,22 @@ class Learner:
         self.skipped_updates = 0
         self.consecutive_skips = 0
         self.temperature = cfg.rollout.temperature if cfg.rollout.do_sample else 1.0
+        self.share_train, self.share_eval = self._share_prompt_modes()
+
+    def _share_prompt_modes(self) -> tuple[bool, bool]:
+        """(training pass, no-grad passes) run shared prompts (``model.share_prompt``); logs why not."""
+        if not self.cfg.model.share_prompt:
+            return False, False
+        from searchr1.rl.shared_prompt import share_prompt_unsupported
+
+        modes = []
+        for training in (True, False):
+            why = share_prompt_unsupported(self.policy, training)
+            if why:
+                log.info("model.share_prompt: full forward for the %s pass: %s", "training" if training else
+                         "reference/old-log-prob", why)
+            modes.append(why is None)
+        return modes[0], modes[1]
 
     def _base_model(self):
         """The policy without a LoRA wrapper (critic backbones start from the base weights)."""
@@ -148,11 +167,13 @@ class Learner:
         metrics: dict[str, float] = {}
         self.policy.eval()
         if not self._on_policy() or placement == "reward":
-            batch.old_logp, _ = forward_logprobs(self.policy, batch, mb, self.temperature, ac)
+            batch.old_logp, _ = forward_logprobs(self.policy, batch, mb, self.temperature, ac,
+                                                 share_prompt=self.share_eval)
         if placement != "none":
             with self._ref_ctx():
                 ref_model = self.policy if self.is_lora else self.ref
-                batch.ref_logp, _ = forward_logprobs(ref_model, batch, mb, self.temperature, ac)
+                batch.ref_logp, _ = forward_logprobs(ref_model, batch, mb, self.temperature, ac,
+                                                     share_prompt=self.share_eval)
         if self.algo.name == "ppo":
             self.critic.eval()
             batch.old_values = forward_values(self.critic, batch, mb, ac)
@@ -218,7 +239,7 @@ class Learner:
                 for s in range(0, len(mbatch), micro):
                     mb = mbatch.select(slice(s, s + micro)).to(self.device)
                     with autocast_ctx(self.device, ac):
-                        logits = response_logits(self.policy, mb, self.temperature)
+                        logits = response_logits(self.policy, mb, self.temperature, self.share_train)
                     loss, st = compute_actor_loss(logits, mb, self.algo, norm, self.kl_ctl.value)
                     finite &= bool(torch.isfinite(loss))
                     loss.backward()
