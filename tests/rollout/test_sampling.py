@@ -42,3 +42,28 @@ def test_stop_checker_fires_on_the_completing_token(tok):
     first = fired[0]
     assert "</search>" in tok.decode(ids[:first]) and "</search>" not in tok.decode(ids[: first - 1])
     assert check(ids[:first]) == "</search>"
+
+
+def test_stop_checker_prefilter_agrees_with_decoding_every_step(tok):
+    """Skipping the decode after tokens without a final '>' never misses a stop string (unicode too)."""
+    text = "é</search>ü <answer>日本</answer> x</sea rch></answer>" * 3
+    ids = tok.encode(text)
+    g = torch.Generator().manual_seed(0)
+    noisy = ids + torch.randint(0, len(tok), (200,), generator=g).tolist() + ids
+    fast = StopChecker(tok, ("</search>", "</answer>"))
+    slow = StopChecker(tok, ("</search>", "</answer>"))
+    slow.finals = None                                       # decode after every token
+    assert fast.finals == {">"}
+
+
+    def turns(check):   # feed tokens one by one; a hit ends the turn and the next token starts a new one
+        events, start = [], 0
+        for k in range(1, len(noisy) + 1):
+            hit = check(noisy[start:k])
+            if hit is not None:
+                events.append((k, hit))
+                start = k
+        return events
+
+    events = turns(fast)
+    assert events == turns(slow) and len(events) >= 12

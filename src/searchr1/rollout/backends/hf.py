@@ -93,6 +93,7 @@ class HFBackend:
         self.compact = compact
         self.park = park
         self.share_prefill = share_prefill
+        self._stop_checkers: dict[tuple[str, ...], StopChecker] = {}
         self.eos_ids = _eos_ids(model, tokenizer)
         if not self.eos_ids:
             raise ValueError("no EOS token: set tokenizer.eos_token or model.generation_config.eos_token_id.")
@@ -111,6 +112,13 @@ class HFBackend:
                 "HFBackend needs a causal LM with a KV cache."
             )
         self._keep_last = "logits_to_keep" in params
+
+    def stop_checker(self, stops: Sequence[str]) -> StopChecker:
+        """One checker per stop-string set, kept across turns and sessions (it remembers token ids)."""
+        key = tuple(stops)
+        if key not in self._stop_checkers:
+            self._stop_checkers[key] = StopChecker(self.tokenizer, key)
+        return self._stop_checkers[key]
 
     def open(self, prompts: Sequence[Sequence[int]], seed: int | None = None) -> "HFSession":
         """Start a batch. The model is in eval mode (no dropout) until the session is closed, then
@@ -220,7 +228,7 @@ class HFSession:
                 raise ValueError(f"row {r} has no new context to continue from")
         if self.b.compact:
             self._compact()
-        stop = StopChecker(self.b.tokenizer, params.stop)
+        stop = self.b.stop_checker(params.stop)
         out = {r: Generation([], [] if params.return_logprobs else None, "length") for r in rows}
         budget = dict(zip(rows, max_new_tokens))
         active = [r for r in rows if budget[r] > 0]
@@ -254,12 +262,12 @@ class HFSession:
                 self._park(set(still))
                 slot_of = {r: s for s, r in enumerate(self.rows)}
             n = len(self.rows)
-            step = torch.full((n, 1), self.b.pad_id, dtype=torch.long)
-            col = torch.zeros((n, 1), dtype=torch.long)
+            step_ids, real = [self.b.pad_id] * n, [0] * n
             for r in still:
-                step[slot_of[r], 0] = out[r].token_ids[-1]
-                col[slot_of[r], 0] = 1
-            col = col.to(dev)
+                step_ids[slot_of[r]] = out[r].token_ids[-1]
+                real[slot_of[r]] = 1
+            step = torch.tensor(step_ids, dtype=torch.long).view(n, 1)
+            col = torch.tensor(real, dtype=torch.long).view(n, 1).to(dev)
             self.mask = torch.cat([self.mask, col], dim=1)
             logits, self.cache = self.b.forward(step.to(dev), self.mask, self.pos[:, None].clone(), self.cache)
             self.pos += col[:, 0]
