@@ -14,6 +14,16 @@ embedding into the query and the previous token's into the key makes the "copy w
 followed this token last time" (induction) pattern one bilinear form away, which a
 tiny model would otherwise need many steps to discover.
 
+With ``copy_match_lags = L > 0`` the score also gets exact-match induction features,
+
+    score(t, s) += sum_{j < L} beta_j * 1[x_{t-j} == x_{s-1-j}]
+
+(lags count real tokens, padding skipped; ``beta`` learned, one scalar per lag): "continue
+copying where the last L tokens match the context". Names split into several sub-word
+tokens share their first pieces with other names (" B", "us", ...), so a one-token key
+matches many places; measured on SearchWorld with the bilinear form alone, 79% of
+teacher-forced continuation tokens of a gold answer were right (~22% of whole names).
+
 Interface: exactly ``Qwen2ForCausalLM``'s (``input_ids, attention_mask, position_ids,
 cache`` (alias ``past_key_values``), ``use_cache, labels, logits_to_keep``) returning
 ``CausalLMOutputWithPast``. ``logits`` are the *log* of the mixture, so
@@ -44,11 +54,15 @@ _LOG_FLOOR = 1e-20  # keeps log(p_copy) finite where no context token matches
 class CopyQwen2Config(Qwen2Config):
     model_type = MODEL_TYPE
 
-    def __init__(self, copy_dim: int = 64, **kwargs):
-        """copy_dim: width of the pointer head's query/key space."""
+    def __init__(self, copy_dim: int = 64, copy_match_lags: int = 0, **kwargs):
+        """copy_dim: width of the pointer head's query/key space; copy_match_lags: exact-match
+        induction features (0 = none, see the module docstring)."""
         if copy_dim < 1:
             raise ValueError(f"copy_dim must be >= 1 (got {copy_dim}); 32-64 suits models of hidden size 64-256")
+        if not 0 <= copy_match_lags <= 8:
+            raise ValueError(f"copy_match_lags must be in [0, 8] (got {copy_match_lags}); 3 suits sub-word names")
         self.copy_dim = copy_dim
+        self.copy_match_lags = copy_match_lags
         super().__init__(**kwargs)
 
 
@@ -61,6 +75,8 @@ class CopyQwen2ForCausalLM(Qwen2ForCausalLM):
         self.copy_q = nn.Linear(2 * h, d, bias=False)
         self.copy_k = nn.Linear(2 * h, d, bias=False)
         self.copy_gate = nn.Linear(h, 1)
+        lags = getattr(config, "copy_match_lags", 0)
+        self.copy_match = nn.Parameter(torch.ones(lags)) if lags else None
         self.post_init()
 
     def _copy_layer(self, cache) -> DynamicLayer | None:
@@ -109,6 +125,8 @@ class CopyQwen2ForCausalLM(Qwen2ForCausalLM):
         q_pos = q_idx + (S - T)  # absolute positions of the queries among the S keys
         queries = self.copy_q(torch.cat([hq, self.model.embed_tokens(input_ids[:, q_idx])], dim=-1))  # (B, Tq, d)
         scores = torch.einsum("btd,bsd->bts", queries, keys) / math.sqrt(self.config.copy_dim)
+        if self.copy_match is not None:
+            scores = scores + _match_scores(ids, attention_mask, q_pos, self.copy_match).to(scores.dtype)
         allowed = torch.arange(S, device=h.device)[None, :] <= q_pos[:, None]  # (Tq, S) causal
         allowed = allowed[None].expand(B, -1, -1)
         if attention_mask is not None and attention_mask.dim() == 2:
@@ -147,6 +165,39 @@ def _previous_tokens(input_ids, past_ids, attention_mask):
     before = torch.cat([torch.full_like(last_real[:, :1], -1), last_real[:, :-1]], dim=1)[:, S - T:]  # (B, T)
     own = idx[:, S - T:]
     return all_ids.gather(1, torch.where(before >= 0, before, own))
+
+
+def _lag_positions(real: torch.Tensor, lags: int) -> torch.Tensor:
+    """(B, S) bool of real tokens -> (lags + 1, B, S) index of the j-th previous real token
+    of each position (j = 0 is the position itself), -1 where there is none."""
+    B, S = real.shape
+    idx = torch.arange(S, device=real.device).expand(B, S)
+    last_real = torch.where(real, idx, torch.full_like(idx, -1)).cummax(dim=1).values  # at or before s
+    before = torch.cat([torch.full_like(last_real[:, :1], -1), last_real[:, :-1]], dim=1)  # strictly before s
+    out = [idx]
+    for _ in range(lags):
+        p = out[-1]
+        out.append(torch.where(p >= 0, before.gather(1, p.clamp_min(0)), p))
+    return torch.stack(out)
+
+
+def _match_scores(ids: torch.Tensor, attention_mask, q_pos: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """sum_j beta_j * 1[x_{t-j} == x_{s-1-j}] for queries at absolute positions ``q_pos`` (Tq,)
+    against all S keys. ids: (B, S) token ids of every cached + new position. -> (B, Tq, S)"""
+    B, S = ids.shape
+    if attention_mask is None or attention_mask.dim() != 2:
+        real = torch.ones_like(ids, dtype=torch.bool)
+    else:
+        real = attention_mask[:, -S:].bool()
+    L = beta.shape[0]
+    pos = _lag_positions(real, L)  # (L + 1, B, S)
+    lag_ids = [torch.where(p >= 0, ids.gather(1, p.clamp_min(0)), p) for p in pos]  # L + 1 x (B, S)
+    out = torch.zeros(B, q_pos.shape[0], S, dtype=beta.dtype, device=ids.device)
+    for j in range(L):
+        q = lag_ids[j][:, q_pos]  # (B, Tq): x_{t-j}
+        k = lag_ids[j + 1]  # (B, S): x_{s-1-j}
+        out = out + beta[j] * ((q[:, :, None] == k[:, None, :]) & (k >= 0)[:, None, :] & (q >= 0)[:, :, None])
+    return out
 
 
 def register_copy_lm() -> None:
