@@ -50,3 +50,36 @@ def test_answer_candidates_are_distinct_mentions_not_in_the_question():
 
     read = 'Doc 1(Title: "Bor Kel") Bor Kel was born in Tavmor. Bor Kel works for Zun Guild. Tavmor is far.'
     assert answer_candidates(read, "Where was Bor Kel born?") == ["Tavmor", "Zun Guild"]
+
+
+def test_type_prior_answers_a_mention_of_the_asked_kind_but_not_the_gold_one(world_and_bm25):
+    """With entity kinds the random policy answers a city for "Where ... born?", a country for
+    "In which country ...": the answer-type prior of any LM. Which one is still chance."""
+    from searchr1.demo.traces import ANSWER_KIND, answer_candidates
+
+    w, bm25 = world_and_bm25
+    kinds = {e.name: e.kind for e in w.entities.values()}
+    rng = random.Random(1)
+    typed_ok = answered_read = em = n_choice = 0
+    for q in w.questions:
+        r = random_policy_response(q, bm25, rng, kinds=kinds)
+        answer = extract_answer(r)
+        read = strip_information(r) != r and "".join(b.split("</information>")[0] for b in r.split("<information>")[1:])
+        if not read:
+            continue
+        pool = answer_candidates(read, q.question)
+        want = ANSWER_KIND[q.metadata["relation"]]
+        if any(kinds.get(m) == want for m in pool):
+            answered_read += 1
+            typed_ok += kinds.get(answer) == want
+            if sum(kinds.get(m) == want for m in pool) > 1:
+                n_choice += 1
+                em += exact_match(answer, q.golden_answers)
+    assert answered_read > 50 and typed_ok == answered_read
+    assert n_choice > 20 and em / n_choice < 0.8  # several candidates of the right kind: still a guess
+
+
+def test_title_words_are_not_mentions():
+    from searchr1.demo.traces import candidate_mentions
+
+    assert candidate_mentions('Doc 2(Title: "Notes on Bor Kel") Readers of Zun met Bor Kel.') == ["Bor Kel", "Zun", "Bor Kel"]

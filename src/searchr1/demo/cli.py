@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     d.add_argument("--temperature", type=float, default=None, help="rollout sampling temperature")
     d.add_argument("--lr", type=float, default=None, help="policy learning rate")
     d.add_argument("--kl-coef", type=float, default=None)
+    d.add_argument("--loss-agg", default=None, choices=("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
+                   help="loss aggregation of the RL update")
     d.add_argument("--eval-every", type=int, default=None, help="held-out EM every N steps (0 = at the end)")
     d.add_argument("--base-model", default="", help="use this saved base model (skip pretraining)")
     d.add_argument("--cache-dir", default="runs/cache")
@@ -48,7 +50,7 @@ def demo_config_from_args(args):
     for flag, key in (("algorithm", "algorithm"), ("topk", "topk"), ("max_turns", "max_turns"),
                       ("group_size", "group_size"), ("questions_per_step", "questions_per_step"),
                       ("temperature", "temperature"), ("lr", "lr"), ("kl_coef", "kl_coef"),
-                      ("eval_every", "eval_every")):
+                      ("eval_every", "eval_every"), ("loss_agg", "loss_agg_mode")):
         if getattr(args, flag) is not None:
             over[key] = getattr(args, flag)
     if args.no_mask:

@@ -26,8 +26,8 @@ class DemoConfig:
     algorithm: str = "grpo"
     """grpo (default) | ppo | rloo | reinforce — passed to the RL trainer."""
     group_size: int = 8
-    """Trajectories per question (GRPO group). Measured (seed 0, 12+12 steps): 8 gave test single-hop
-    EM 0.52 in 104 s; 16 gave 0.47 in 266 s (but kept 2 searches on two-hop)."""
+    """Trajectories per question (GRPO group). Measured with the shipped base (seed 0, 12+12 steps):
+    8 gave test single-hop EM 0.47 (2.0 searches on two-hop); 16 gave 0.48 (1.0 searches); docs/demo.md."""
     questions_per_step: int = 4
     """Questions per RL step (the step generates questions_per_step * group_size trajectories)."""
     single_hop_steps: int = 12
@@ -37,6 +37,8 @@ class DemoConfig:
     lr: float = 3e-4
     """Policy learning rate (1e-3 was measured to destabilise: held-out single-hop EM 0.28 vs 0.36)."""
     kl_coef: float = 0.001
+    loss_agg_mode: str = "token-mean"
+    """RL loss aggregation: token-mean | seq-mean-token-mean | seq-mean-token-sum (searchr1.rl.core_algos)."""
     mask_retrieved: bool = True
     """False = the paper's ablation: retrieved tokens get a loss too."""
     topk: int = 3

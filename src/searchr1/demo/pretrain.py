@@ -31,7 +31,7 @@ import torch
 from searchr1.data.prompts import make_prompt
 from searchr1.data.world import World, WorldConfig, generate_world
 from searchr1.demo.tokenizer import EOS, train_tokenizer
-from searchr1.demo.traces import THINKS, answer_candidates, candidate_mentions, random_policy_response
+from searchr1.demo.traces import THINKS, answer_candidates, candidate_mentions, random_policy_response, typed
 from searchr1.models.copy_lm import CopyQwen2Config, CopyQwen2ForCausalLM, register_copy_lm
 from searchr1.search.bm25 import BM25Retriever, BM25Config
 
@@ -49,6 +49,10 @@ class PretrainConfig:
     heads: int = 4
     copy_dim: int = 48
     """Pointer-head width (see searchr1.models.copy_lm)."""
+    copy_match_lags: int = 3
+    """Exact-match induction features of the pointer head (searchr1.models.copy_lm)."""
+    answer_type_prior: bool = True
+    """The random policy answers with a mention of the kind the question asks for (see traces.py)."""
     steps: int = 1000
     """Optimizer steps (each on one shadow world, cycled). 300 steps gave a base that copies names
     too loosely for RL to start (probe: 11% of answers copied from what it read); 1000 steps
@@ -90,17 +94,19 @@ def shadow_world(cfg: PretrainConfig, index: int) -> tuple[World, BM25Retriever]
 
 
 def sample_text(world: World, retriever: BM25Retriever, rng: random.Random, topk: int,
-                min_searches: int = 0) -> str:
+                min_searches: int = 0, type_prior: bool = False) -> str:
     """One pretraining sequence: a prompt of a random template and a random-policy response."""
     q = rng.choice(world.questions)
+    kinds = {e.name: e.kind for e in world.entities.values()} if type_prior else None
     names, weights = zip(*TEMPLATE_MIX)
     template = rng.choices(names, weights)[0]
     think = f"<think> {rng.choice(THINKS)} </think>\n"
     if template == "search-r1":
-        return make_prompt(q.question) + random_policy_response(q, retriever, rng, topk, min_searches) + EOS
+        return make_prompt(q.question) + random_policy_response(q, retriever, rng, topk, min_searches, kinds=kinds) + EOS
     if template == "rag":
         hits = retriever.search([q.question], topk)[0]
-        pool = answer_candidates(" ".join(h.doc.contents for h in hits), q.question) or [q.metadata["subject"]]
+        pool = (typed(answer_candidates(" ".join(h.doc.contents for h in hits), q.question), q, kinds)
+                or [q.metadata["subject"]])
         return make_prompt(q.question, "rag", hits) + _sep(rng) + f"<answer> {rng.choice(pool)} </answer>" + EOS
     pool = candidate_mentions(q.question) or q.question.split()
     body = f"<answer> {rng.choice(pool)} </answer>"
@@ -130,7 +136,7 @@ def build_base_model(cfg: PretrainConfig, out_dir: str | Path,
     tok = train_tokenizer(_tokenizer_texts(cfg, rng), cfg.vocab_size)
     mcfg = CopyQwen2Config(vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
                            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
-                           num_key_value_heads=cfg.heads, copy_dim=cfg.copy_dim, max_position_embeddings=4096,
+                           num_key_value_heads=cfg.heads, copy_dim=cfg.copy_dim, copy_match_lags=cfg.copy_match_lags, max_position_embeddings=4096,
                            tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                            bos_token_id=None)
     model = CopyQwen2ForCausalLM(mcfg)
@@ -144,7 +150,8 @@ def build_base_model(cfg: PretrainConfig, out_dir: str | Path,
         if step % cfg.shadow_worlds not in pool:
             pool[step % cfg.shadow_worlds] = shadow_world(cfg, step % cfg.shadow_worlds)
         world, retriever = pool[step % cfg.shadow_worlds]
-        texts = [sample_text(world, retriever, rng, cfg.topk, cfg.min_searches) for _ in range(cfg.batch_size)]
+        texts = [sample_text(world, retriever, rng, cfg.topk, cfg.min_searches, cfg.answer_type_prior)
+                 for _ in range(cfg.batch_size)]
         enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_len,
                   padding_side="right")
         labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)

@@ -10,8 +10,12 @@ Both write exactly what the rollout produces: the policy's blocks, and after eac
   capitalised mention of the question and, after a first search, every mention it
   read — reads the real results, and answers with a random candidate span (a
   capitalised mention in what it read, or in the question when it did not search; a
-  mention the question already contains is never picked after a search). It knows
-  nothing of the gold answer or the gold queries: its answers are right only by chance.
+  mention the question already contains is never picked after a search). Given the
+  world's entity kinds (``kinds``) it keeps only mentions of the *type* the question asks
+  for (a city for "Where was X born?", an organisation for "Which organisation ...", a
+  country for "In which country ...") when it read any: the prior every pretrained LM
+  brings (it knows "where" asks for a place), not knowledge of the answer. It knows
+  nothing of the gold answer or the gold queries: which mention it picks is chance.
 * ``teacher_response`` — a scripted teacher that searches the gold hop queries in
   order and answers with the gold answer: cold-start SFT data for real models.
 """
@@ -27,6 +31,11 @@ from searchr1.search.base import Retriever
 THINKS = ("I need more information.", "Let me search.", "I should look this up.", "I can answer now.",
           "The passages may help.")
 _MENTION = re.compile(r"[A-Z][a-z]+(?: [A-Z][a-z]+)*")
+_NOT_NAMES = ("Doc", "Title", "The", "Where", "Which", "Who", "In", "Notes", "Readers")
+"""Capitalised words that are protocol labels, question words or distractor-title words, not names."""
+ANSWER_KIND = {"birthplace": "city", "employer": "organisation", "author": "person",
+               "birth_country": "country", "employer_city": "city", "author_birthplace": "city"}
+"""What kind of entity each SearchWorld relation's question asks for (the answer-type prior)."""
 
 
 def _search_block(think: str, query: str) -> str:
@@ -60,7 +69,7 @@ def candidate_mentions(text: str) -> list[str]:
     """Capitalised word runs (entity-like mentions), without the protocol's ``Doc``/``Title`` labels."""
     out = []
     for m in _MENTION.findall(text):
-        words = [w for w in m.split() if w not in ("Doc", "Title", "The", "Where", "Which", "Who", "In")]
+        words = [w for w in m.split() if w not in _NOT_NAMES]
         if words:
             out.append(" ".join(words))
     return out
@@ -79,8 +88,18 @@ def answer_candidates(read: str, question: str) -> list[str]:
     return list(seen)
 
 
+def typed(pool: list[str], q: QAExample, kinds: dict[str, str] | None) -> list[str]:
+    """The mentions of ``pool`` whose kind (``kinds``: name -> entity kind) is the one the
+    question asks for; ``pool`` itself when there are none or no kinds are given."""
+    want = ANSWER_KIND.get(q.metadata.get("relation", ""))
+    if not kinds or want is None:
+        return pool
+    return [m for m in pool if kinds.get(m) == want] or pool
+
+
 def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Random, topk: int = 3,
-                           min_searches: int = 0, max_searches: int = 2) -> str:
+                           min_searches: int = 0, max_searches: int = 2,
+                           kinds: dict[str, str] | None = None) -> str:
     words = q.question.rstrip("?").split()
     parts, read = [], []
     for _ in range(rng.randint(min_searches, max_searches)):
@@ -88,7 +107,7 @@ def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Rando
         hits = retriever.search([query], topk)[0]
         parts.append(_search_block(rng.choice(THINKS), query) + information(passages_body(hits)))
         read.append(passages_body(hits))
-    pool = answer_candidates(" ".join(read), q.question) or candidate_mentions(q.question) or words
+    pool = typed(answer_candidates(" ".join(read), q.question), q, kinds) or candidate_mentions(q.question) or words
     parts.append(_answer_block(rng.choice(THINKS), rng.choice(pool)))
     return "".join(parts)
 
