@@ -101,7 +101,8 @@ def is_right_padded(attention_mask: Tensor) -> bool:
     return bool((m[:, 0] == 1).all()) and bool((m[:, 1:] <= m[:, :-1]).all())
 
 
-def _forward_params(model) -> frozenset[str]:
+def forward_params(model) -> frozenset[str]:
+    """Parameter names of ``model.forward`` (of the base model under a peft wrapper)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft passes kwargs through
     try:
         return frozenset(inspect.signature(base.forward).parameters)
@@ -133,7 +134,7 @@ def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt:
     L = batch.input_ids.shape[1]
     mask = None if is_right_padded(batch.attention_mask) else batch.attention_mask
     kwargs = {}
-    if "logits_to_keep" in _forward_params(model):
+    if "logits_to_keep" in forward_params(model):
         kwargs["logits_to_keep"] = L - int(batch.resp_index[:, 0].min())
     out = model(input_ids=batch.input_ids, attention_mask=mask, use_cache=False, **kwargs)
     logits = out.logits if hasattr(out, "logits") else out[0]

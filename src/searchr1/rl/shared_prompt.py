@@ -20,23 +20,15 @@ checkpointed training), use the plain forward: :func:`share_prompt_unsupported` 
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import Tensor
 
-
-def _forward_params(model) -> frozenset[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft passes kwargs through
-    try:
-        return frozenset(inspect.signature(base.forward).parameters)
-    except (TypeError, ValueError):
-        return frozenset()
+from searchr1.rl.batch import forward_params
 
 
 def cache_kwarg(model) -> str | None:
     """Name of the KV-cache argument of ``model.forward`` (``cache`` | ``past_key_values``), or None."""
-    params = _forward_params(model)
+    params = forward_params(model)
     for name in ("cache", "past_key_values"):
         if name in params:
             return name
@@ -48,7 +40,7 @@ def share_prompt_unsupported(model, training: bool = True) -> str | None:
 
     training: the pass builds a graph for a backward pass (gradient checkpointing matters then only).
     """
-    params = _forward_params(model)
+    params = forward_params(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if cache_kwarg(model) is None:
         return f"{type(base).__name__}.forward takes no KV cache (`cache` / `past_key_values`)"
@@ -121,7 +113,7 @@ def shared_prompt_logits(model, input_ids: Tensor, prompt_len: Tensor, responses
     dev = input_ids.device
     first, inv = first.to(dev), inv.to(dev)
     p_ids, p_mask, p_pos = left_pad_prompts(input_ids.index_select(0, first), prompt_len.index_select(0, first))
-    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in forward_params(model) else {}
     head, cache = _run(model, input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, **kwargs)
     if cache is None or cache.get_seq_length() != p_ids.shape[1]:
         raise RuntimeError(f"{type(model).__name__} returned no KV cache of the prompt with use_cache=True; "
