@@ -154,17 +154,16 @@ def _previous_tokens(input_ids, past_ids, attention_mask):
     earlier real token gets its own id.
     """
     all_ids = input_ids if past_ids is None else torch.cat([past_ids, input_ids], dim=1)  # (B, S)
-    B, S = all_ids.shape
     T = input_ids.shape[1]
-    if attention_mask is None or attention_mask.dim() != 2:
-        real = torch.ones_like(all_ids, dtype=torch.bool)
-    else:
-        real = attention_mask[:, -S:].bool()
-    idx = torch.arange(S, device=all_ids.device).expand(B, S)
-    last_real = torch.where(real, idx, torch.full_like(idx, -1)).cummax(dim=1).values  # (B, S)
-    before = torch.cat([torch.full_like(last_real[:, :1], -1), last_real[:, :-1]], dim=1)[:, S - T:]  # (B, T)
-    own = idx[:, S - T:]
+    own, before = _lag_positions(_real_tokens(all_ids, attention_mask), 1)[:, :, -T:]  # (B, T) each
     return all_ids.gather(1, torch.where(before >= 0, before, own))
+
+
+def _real_tokens(ids: torch.Tensor, attention_mask) -> torch.Tensor:
+    """(B, S) bool: which of the S cached + new positions hold real tokens (not padding)."""
+    if attention_mask is None or attention_mask.dim() != 2:
+        return torch.ones_like(ids, dtype=torch.bool)
+    return attention_mask[:, -ids.shape[1]:].bool()
 
 
 def _lag_positions(real: torch.Tensor, lags: int) -> torch.Tensor:
@@ -185,12 +184,8 @@ def _match_scores(ids: torch.Tensor, attention_mask, q_pos: torch.Tensor, beta: 
     """sum_j beta_j * 1[x_{t-j} == x_{s-1-j}] for queries at absolute positions ``q_pos`` (Tq,)
     against all S keys. ids: (B, S) token ids of every cached + new position. -> (B, Tq, S)"""
     B, S = ids.shape
-    if attention_mask is None or attention_mask.dim() != 2:
-        real = torch.ones_like(ids, dtype=torch.bool)
-    else:
-        real = attention_mask[:, -S:].bool()
     L = beta.shape[0]
-    pos = _lag_positions(real, L)  # (L + 1, B, S)
+    pos = _lag_positions(_real_tokens(ids, attention_mask), L)  # (L + 1, B, S)
     lag_ids = [torch.where(p >= 0, ids.gather(1, p.clamp_min(0)), p) for p in pos]  # L + 1 x (B, S)
     out = torch.zeros(B, q_pos.shape[0], S, dtype=beta.dtype, device=ids.device)
     for j in range(L):
