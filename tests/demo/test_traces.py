@@ -55,10 +55,10 @@ def test_answer_candidates_are_distinct_mentions_not_in_the_question():
 def test_type_prior_answers_a_mention_of_the_asked_kind_but_not_the_gold_one(world_and_bm25):
     """With entity kinds the random policy answers a city for "Where ... born?", a country for
     "In which country ...": the answer-type prior of any LM. Which one is still chance."""
-    from searchr1.demo.traces import ANSWER_KIND, answer_candidates
+    from searchr1.demo.traces import ANSWER_KIND, answer_candidates, entity_kinds
 
     w, bm25 = world_and_bm25
-    kinds = {e.name: e.kind for e in w.entities.values()}
+    kinds = entity_kinds(w)
     rng = random.Random(1)
     typed_ok = answered_read = em = n_choice = 0
     for q in w.questions:

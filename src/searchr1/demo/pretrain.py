@@ -31,7 +31,8 @@ import torch
 from searchr1.data.prompts import make_prompt
 from searchr1.data.world import World, WorldConfig, generate_world
 from searchr1.demo.tokenizer import EOS, train_tokenizer
-from searchr1.demo.traces import THINKS, answer_candidates, candidate_mentions, random_policy_response, typed
+from searchr1.demo.traces import (THINKS, answer_candidates, candidate_mentions, entity_kinds, random_policy_response,
+                                  typed)
 from searchr1.models.copy_lm import CopyQwen2Config, CopyQwen2ForCausalLM, register_copy_lm
 from searchr1.search.bm25 import BM25Retriever, BM25Config
 
@@ -94,15 +95,16 @@ def shadow_world(cfg: PretrainConfig, index: int) -> tuple[World, BM25Retriever]
 
 
 def sample_text(world: World, retriever: BM25Retriever, rng: random.Random, topk: int,
-                min_searches: int = 0, type_prior: bool = False) -> str:
-    """One pretraining sequence: a prompt of a random template and a random-policy response."""
+                min_searches: int = 0, kinds: dict[str, str] | None = None) -> str:
+    """One pretraining sequence: a prompt of a random template and a random-policy response.
+    ``kinds`` (:func:`entity_kinds`): answer with mentions of the asked kind; None = any mention."""
     q = rng.choice(world.questions)
-    kinds = {e.name: e.kind for e in world.entities.values()} if type_prior else None
     names, weights = zip(*TEMPLATE_MIX)
     template = rng.choices(names, weights)[0]
     think = f"<think> {rng.choice(THINKS)} </think>\n"
     if template == "search-r1":
-        return make_prompt(q.question) + random_policy_response(q, retriever, rng, topk, min_searches, kinds=kinds) + EOS
+        response = random_policy_response(q, retriever, rng, topk, min_searches, kinds=kinds)
+        return make_prompt(q.question) + response + EOS
     if template == "rag":
         hits = retriever.search([q.question], topk)[0]
         pool = (typed(answer_candidates(" ".join(h.doc.contents for h in hits), q.question), q, kinds)
@@ -136,7 +138,8 @@ def build_base_model(cfg: PretrainConfig, out_dir: str | Path,
     tok = train_tokenizer(_tokenizer_texts(cfg, rng), cfg.vocab_size)
     mcfg = CopyQwen2Config(vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
                            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
-                           num_key_value_heads=cfg.heads, copy_dim=cfg.copy_dim, copy_match_lags=cfg.copy_match_lags, max_position_embeddings=4096,
+                           num_key_value_heads=cfg.heads, copy_dim=cfg.copy_dim, copy_match_lags=cfg.copy_match_lags,
+                           max_position_embeddings=4096,
                            tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                            bos_token_id=None)
     model = CopyQwen2ForCausalLM(mcfg)
@@ -145,13 +148,14 @@ def build_base_model(cfg: PretrainConfig, out_dir: str | Path,
         opt, lambda s: min(1.0, (s + 1) / 20) * max(0.1, 1 - s / cfg.steps))
     model.train()
     losses = []
-    pool: dict[int, tuple[World, BM25Retriever]] = {}
+    pool: dict[int, tuple[World, BM25Retriever, dict[str, str] | None]] = {}
     for step in range(cfg.steps):
         if step % cfg.shadow_worlds not in pool:
-            pool[step % cfg.shadow_worlds] = shadow_world(cfg, step % cfg.shadow_worlds)
-        world, retriever = pool[step % cfg.shadow_worlds]
-        texts = [sample_text(world, retriever, rng, cfg.topk, cfg.min_searches, cfg.answer_type_prior)
-                 for _ in range(cfg.batch_size)]
+            world, retriever = shadow_world(cfg, step % cfg.shadow_worlds)
+            kinds = entity_kinds(world) if cfg.answer_type_prior else None
+            pool[step % cfg.shadow_worlds] = world, retriever, kinds
+        world, retriever, kinds = pool[step % cfg.shadow_worlds]
+        texts = [sample_text(world, retriever, rng, cfg.topk, cfg.min_searches, kinds) for _ in range(cfg.batch_size)]
         enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_len,
                   padding_side="right")
         labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)

@@ -88,6 +88,11 @@ def answer_candidates(read: str, question: str) -> list[str]:
     return list(seen)
 
 
+def entity_kinds(world) -> dict[str, str]:
+    """Name -> entity kind of every entity of a SearchWorld (the ``kinds`` the prior reads)."""
+    return {e.name: e.kind for e in world.entities.values()}
+
+
 def typed(pool: list[str], q: QAExample, kinds: dict[str, str] | None) -> list[str]:
     """The mentions of ``pool`` whose kind (``kinds``: name -> entity kind) is the one the
     question asks for; ``pool`` itself when there are none or no kinds are given."""
