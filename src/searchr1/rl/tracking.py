@@ -24,7 +24,9 @@ class Tracker:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if cfg.jsonl:
-            self.jsonl = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+            path = self.out_dir / "metrics.jsonl"
+            set_aside_stale_rows(path, start_step)
+            self.jsonl = open(path, "a", encoding="utf-8")
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -74,6 +76,35 @@ class Tracker:
             self.wandb.finish()
         if self.cfg.plot and (self.out_dir / "metrics.jsonl").is_file():
             plot_curves(self.out_dir / "metrics.jsonl", self.out_dir / "curves.png")
+
+
+def set_aside_stale_rows(path: Path, start_step: int) -> None:
+    """Keep ``metrics.jsonl`` to the run that continues from ``start_step``; nothing is deleted.
+
+    A fresh run (``start_step == 0``) into a directory that already has metrics renames the old
+    file to ``metrics.prev-N.jsonl``; a resumed run moves the rows logged after its checkpoint
+    (steps it will redo) to ``metrics.superseded.jsonl`` so curves show each step once.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    if start_step == 0:
+        n = 1
+        while path.with_name(f"metrics.prev-{n}.jsonl").exists():
+            n += 1
+        path.rename(path.with_name(f"metrics.prev-{n}.jsonl"))
+        print(f"metrics: {path} held an earlier run's rows; moved them to metrics.prev-{n}.jsonl")
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+    stale = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) > start_step]
+    if not stale:
+        return
+    with open(path.with_name("metrics.superseded.jsonl"), "a", encoding="utf-8") as f:
+        f.writelines(stale)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep), encoding="utf-8")
+    tmp.replace(path)
+    print(f"metrics: resuming at step {start_step}; moved {len(stale)} later rows to metrics.superseded.jsonl")
 
 
 def read_metrics(path: str | Path) -> list[dict]:
