@@ -83,3 +83,51 @@ def test_title_words_are_not_mentions():
     from searchr1.demo.traces import candidate_mentions
 
     assert candidate_mentions('Doc 2(Title: "Notes on Bor Kel") Readers of Zun met Bor Kel.') == ["Bor Kel", "Zun", "Bor Kel"]
+
+
+def test_reader_answers_right_exactly_when_the_evidence_was_read(world_and_bm25):
+    """reader=True: the random policy reads like a pretrained LM (right answer iff every evidence
+    passage was retrieved) while its searches stay random; restate=True: its thinks restate the question."""
+    from searchr1.demo.traces import entity_kinds, supported
+
+    w, bm25 = world_and_bm25
+    kinds = entity_kinds(w)
+    rng = random.Random(2)
+    n_supported = n_unsupported_right = 0
+    by_type = {"single-hop": [0, 0], "two-hop": [0, 0]}
+    for q in w.questions:
+        r = random_policy_response(q, bm25, rng, min_searches=1, kinds=kinds, reader=True, restate=True)
+        assert validate_format(r).ok
+        thinks = [b.split("</think>")[0] for b in r.split("<think>")[1:]]
+        assert thinks and all(q.question in t for t in thinks)
+        read_ids = {d.id for d in w.documents if f'"{d.title}")' in r or f'(Title: "{d.title}")' in r}
+        em = exact_match(extract_answer(r), q.golden_answers)
+        if supported(q, read_ids):
+            n_supported += 1
+            assert em == 1.0
+        else:
+            n_unsupported_right += em
+        by_type[q.metadata["type"]][0] += em
+        by_type[q.metadata["type"]][1] += 1
+    assert n_supported > 30
+    assert n_unsupported_right < 0.3 * (len(w.questions) - n_supported)  # a lucky guess, not knowledge
+    single = by_type["single-hop"][0] / by_type["single-hop"][1]
+    two = by_type["two-hop"][0] / by_type["two-hop"][1]
+    assert two < 0.3 and two < single  # random searches rarely find both hops: the strategy is RL's to learn
+
+
+def test_follow_leads_searches_a_mention_of_the_top_passage_just_read(world_and_bm25):
+    from searchr1.demo.traces import answer_candidates
+
+    w, bm25 = world_and_bm25
+    rng = random.Random(3)
+    follows = 0
+    for q in w.questions[:60]:
+        r = random_policy_response(q, bm25, rng, min_searches=2, max_searches=2, follow_leads=1.0)
+        first, second = [b.split("</search>")[0].strip() for b in r.split("<search>")[1:]]
+        hits = bm25.search([first], 3)[0]
+        leads = answer_candidates(hits[0].doc.contents, q.question) if hits else []
+        if leads:
+            assert second in leads
+            follows += 1
+    assert follows > 30

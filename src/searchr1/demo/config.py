@@ -43,7 +43,7 @@ class DemoConfig:
     """False = the paper's ablation: retrieved tokens get a loss too."""
     topk: int = 3
     max_turns: int = 4
-    max_turn_tokens: int = 40
+    max_turn_tokens: int = 48
     temperature: float = 1.0
     """Sampling temperature of RL rollouts (the learner uses the same one for log-probs)."""
     eval_every: int = 4

@@ -32,7 +32,7 @@ from searchr1.data.prompts import make_prompt
 from searchr1.data.world import World, WorldConfig, generate_world
 from searchr1.demo.tokenizer import EOS, train_tokenizer
 from searchr1.demo.traces import (THINKS, answer_candidates, candidate_mentions, entity_kinds, random_policy_response,
-                                  typed)
+                                  supported, typed)
 from searchr1.models.copy_lm import CopyQwen2Config, CopyQwen2ForCausalLM, register_copy_lm
 from searchr1.search.bm25 import BM25Retriever, BM25Config
 
@@ -54,6 +54,15 @@ class PretrainConfig:
     """Exact-match induction features of the pointer head (searchr1.models.copy_lm)."""
     answer_type_prior: bool = True
     """The random policy answers with a mention of the kind the question asks for (see traces.py)."""
+    reader: bool = True
+    """The random policy (and the rag template) answers right when what it read holds every evidence
+    passage — reading comprehension, the skill a pretrained LM brings; its searches stay random."""
+    restate: bool = True
+    follow_leads: float = 0.5
+    """A second search follows a lead (a mention of the top passage it just read, uniformly) with this
+    probability; otherwise any candidate query. Uniform over all candidates (0.0) made a second query on the bridge entity
+    ~1 in 35 draws: two-hop traces that read both hops were too rare for RL to start."""
+    """The random policy's thinks restate the question (traces.RESTATE) instead of generic phrases."""
     steps: int = 1000
     """Optimizer steps (each on one shadow world, cycled). 300 steps gave a base that copies names
     too loosely for RL to start (probe: 11% of answers copied from what it read); 1000 steps
@@ -78,6 +87,8 @@ class PretrainConfig:
             raise ValueError("steps, batch_size, layers, topk must be >= 1 and lr > 0")
         if not 0 <= self.min_searches <= 2:
             raise ValueError(f"min_searches={self.min_searches}: use 0, 1 or 2 (the random policy searches at most twice)")
+        if not 0.0 <= self.follow_leads <= 1.0:
+            raise ValueError(f"follow_leads={self.follow_leads} is a probability: use a value in [0, 1]")
         if self.shadow_worlds < 1:
             raise ValueError("shadow_worlds must be >= 1")
         if self.shadow_people < 10:
@@ -95,21 +106,25 @@ def shadow_world(cfg: PretrainConfig, index: int) -> tuple[World, BM25Retriever]
 
 
 def sample_text(world: World, retriever: BM25Retriever, rng: random.Random, topk: int,
-                min_searches: int = 0, kinds: dict[str, str] | None = None) -> str:
+                min_searches: int = 0, kinds: dict[str, str] | None = None, reader: bool = False,
+                restate: bool = False, follow_leads: float = 0.0) -> str:
     """One pretraining sequence: a prompt of a random template and a random-policy response.
-    ``kinds`` (:func:`entity_kinds`): answer with mentions of the asked kind; None = any mention."""
+    ``kinds`` (:func:`entity_kinds`): answer with mentions of the asked kind; None = any mention.
+    ``reader``: answer right when the passages read hold the question's evidence (traces.py)."""
     q = rng.choice(world.questions)
     names, weights = zip(*TEMPLATE_MIX)
     template = rng.choices(names, weights)[0]
     think = f"<think> {rng.choice(THINKS)} </think>\n"
     if template == "search-r1":
-        response = random_policy_response(q, retriever, rng, topk, min_searches, kinds=kinds)
+        response = random_policy_response(q, retriever, rng, topk, min_searches, kinds=kinds, reader=reader,
+                                          restate=restate, follow_leads=follow_leads)
         return make_prompt(q.question) + response + EOS
     if template == "rag":
         hits = retriever.search([q.question], topk)[0]
         pool = (typed(answer_candidates(" ".join(h.doc.contents for h in hits), q.question), q, kinds)
                 or [q.metadata["subject"]])
-        return make_prompt(q.question, "rag", hits) + _sep(rng) + f"<answer> {rng.choice(pool)} </answer>" + EOS
+        answer = q.golden_answers[0] if reader and supported(q, {h.doc.id for h in hits}) else rng.choice(pool)
+        return make_prompt(q.question, "rag", hits) + _sep(rng) + f"<answer> {answer} </answer>" + EOS
     pool = candidate_mentions(q.question) or q.question.split()
     body = f"<answer> {rng.choice(pool)} </answer>"
     return make_prompt(q.question, template) + _sep(rng) + (think if template == "r1" else "") + body + EOS
@@ -155,7 +170,9 @@ def build_base_model(cfg: PretrainConfig, out_dir: str | Path,
             kinds = entity_kinds(world) if cfg.answer_type_prior else None
             pool[step % cfg.shadow_worlds] = world, retriever, kinds
         world, retriever, kinds = pool[step % cfg.shadow_worlds]
-        texts = [sample_text(world, retriever, rng, cfg.topk, cfg.min_searches, kinds) for _ in range(cfg.batch_size)]
+        texts = [sample_text(world, retriever, rng, cfg.topk, cfg.min_searches, kinds, cfg.reader, cfg.restate,
+                             cfg.follow_leads)
+                 for _ in range(cfg.batch_size)]
         enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_len,
                   padding_side="right")
         labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
@@ -193,8 +210,10 @@ SHIPPED_BASE = Path(__file__).resolve().parent.parent / "assets" / "demo_base"
 
 
 def _built_with(path: Path, cfg: PretrainConfig) -> bool:
+    """True when ``path`` holds a base built with exactly ``cfg`` (every field recorded and equal: a
+    base saved before a field existed does not match, whatever that field's default is now)."""
     meta = path / "pretrain.json"
-    return meta.is_file() and PretrainConfig(**json.loads(meta.read_text())["config"]).key() == cfg.key()
+    return meta.is_file() and json.loads(meta.read_text())["config"] == json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 def ensure_base_model(cfg: PretrainConfig, cache_dir: str | Path, progress=None) -> tuple[Path, bool]:

@@ -16,6 +16,16 @@ Both write exactly what the rollout produces: the policy's blocks, and after eac
   country for "In which country ...") when it read any: the prior every pretrained LM
   brings (it knows "where" asks for a place), not knowledge of the answer. It knows
   nothing of the gold answer or the gold queries: which mention it picks is chance.
+  With ``reader=True`` it also *reads* like a pretrained LM: when the passages it
+  retrieved include every evidence passage of the question (``metadata["evidence_ids"]``)
+  it answers what they say (the gold answer); otherwise it guesses as above. What and
+  when to search stays random: reading comprehension is the skill a pretrained LLM
+  brings, the search strategy is what RL must learn.
+  With ``follow_leads = p`` a search after the first one follows a lead with probability p:
+  a mention of the best-ranked passage it just read (not in the question), any one alike;
+  otherwise any candidate query.
+  With ``restate=True`` every think restates the question (``RESTATE``) instead of a
+  generic phrase: the same content, placed next to the search or answer that needs it.
 * ``teacher_response`` — a scripted teacher that searches the gold hop queries in
   order and answers with the gold answer: cold-start SFT data for real models.
 """
@@ -30,6 +40,10 @@ from searchr1.search.base import Retriever
 
 THINKS = ("I need more information.", "Let me search.", "I should look this up.", "I can answer now.",
           "The passages may help.")
+RESTATE = ("The question is: {q}", "I need to answer: {q}", "Still to answer: {q}")
+"""Thinks that restate the question (``restate=True``): what an LLM's reasoning does before it
+acts, and what lets a tiny model condition a query or an answer on the question's relation
+without attending back across the retrieved text."""
 _MENTION = re.compile(r"[A-Z][a-z]+(?: [A-Z][a-z]+)*")
 _NOT_NAMES = ("Doc", "Title", "The", "Where", "Which", "Who", "In", "Notes", "Readers")
 """Capitalised words that are protocol labels, question words or distractor-title words, not names."""
@@ -102,18 +116,37 @@ def typed(pool: list[str], q: QAExample, kinds: dict[str, str] | None) -> list[s
     return [m for m in pool if kinds.get(m) == want] or pool
 
 
+def supported(q: QAExample, read_ids: set[str]) -> bool:
+    """True when the passages read (``read_ids``) include every evidence passage of ``q``:
+    the answer can be read off them. Questions without ``evidence_ids`` are never supported."""
+    evidence = q.metadata.get("evidence_ids") or []
+    return bool(evidence) and set(evidence) <= read_ids
+
+
 def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Random, topk: int = 3,
                            min_searches: int = 0, max_searches: int = 2,
-                           kinds: dict[str, str] | None = None) -> str:
+                           kinds: dict[str, str] | None = None, reader: bool = False,
+                           restate: bool = False, follow_leads: float = 0.0) -> str:
     words = q.question.rstrip("?").split()
-    parts, read = [], []
+
+    def think() -> str:
+        return rng.choice(RESTATE).format(q=q.question) if restate else rng.choice(THINKS)
+
+    parts, read, read_ids, top = [], [], set(), ""
     for _ in range(rng.randint(min_searches, max_searches)):
-        query = rng.choice(query_candidates(q.question, read))
+        leads = answer_candidates(top, q.question) or answer_candidates(" ".join(read), q.question)
+        query = rng.choice(leads if leads and rng.random() < follow_leads else query_candidates(q.question, read))
         hits = retriever.search([query], topk)[0]
-        parts.append(_search_block(rng.choice(THINKS), query) + information(passages_body(hits)))
+        parts.append(_search_block(think(), query) + information(passages_body(hits)))
         read.append(passages_body(hits))
-    pool = typed(answer_candidates(" ".join(read), q.question), q, kinds) or candidate_mentions(q.question) or words
-    parts.append(_answer_block(rng.choice(THINKS), rng.choice(pool)))
+        read_ids.update(h.doc.id for h in hits)
+        top = hits[0].doc.contents if hits else ""
+    if reader and supported(q, read_ids):
+        answer = q.golden_answers[0]
+    else:
+        pool = typed(answer_candidates(" ".join(read), q.question), q, kinds) or candidate_mentions(q.question) or words
+        answer = rng.choice(pool)
+    parts.append(_answer_block(think(), answer))
     return "".join(parts)
 
 
