@@ -19,8 +19,13 @@ CURVES = (("reward/mean", "reward (EM)"), ("heldout/em", "held-out EM (dev, gree
           ("rollout/masked_frac", "masked (retrieved) token share"))
 
 
+BASE_SEARCH = "base+search"
+"""The base model run with the search-r1 method and no RL: what RL adds is search-r1 minus this row."""
+
+
 def compare_methods(methods: dict[str, tuple[object, object]], retriever, test: list[QAExample], cfg) -> dict:
-    """Run each method on ``test``. methods: name -> (model, tokenizer). Returns name -> predictions."""
+    """Run each method on ``test``. methods: name -> (model, tokenizer). Returns name -> predictions.
+    ``base+search`` runs the ``search-r1`` method (its caller passes the base model)."""
     from searchr1.eval.methods import get_method
     from searchr1.eval.types import EvalContext
     from searchr1.models.generate import Decoding, HFGenerator
@@ -30,7 +35,9 @@ def compare_methods(methods: dict[str, tuple[object, object]], retriever, test: 
         ctx = EvalContext(generator=HFGenerator(model, tok, batch_size=32), retriever=retriever, topk=cfg.topk,
                           decoding=Decoding(max_new_tokens=cfg.max_turn_tokens, seed=cfg.seed),
                           max_turns=cfg.max_turns, model=model, tokenizer=tok)
-        out[name] = get_method(name).run(test, ctx, dataset="searchworld")
+        out[name] = get_method("search-r1" if name == BASE_SEARCH else name).run(test, ctx, dataset="searchworld")
+        for p in out[name]:
+            p.method = name  # base+search predictions are labelled as such in predictions.jsonl
     return out
 
 
@@ -106,7 +113,8 @@ def write_report(out: Path, summary: dict, settings: dict, probes: dict, timings
              "A tiny copy-capable model, pretrained only on the protocol format with a random policy, "
              "is trained with RL to search; then it is compared on the held-out test split with the same "
              "base model trained without search (`r1`), given the top-k passages (`rag`), or answering "
-             "directly (`direct`). See docs/demo.md.", "",
+             "directly (`direct`); `base+search` is the base model with the search template and no RL, "
+             "so what RL adds is `search-r1` minus `base+search`. See docs/demo.md.", "",
              f"Test questions: {summary['test_questions']}; RL steps: {summary['train_steps']}; "
              f"wall time: {summary['wall_seconds']:.0f} s.", "", *_table(summary), ""]
     if seeds_summary:

@@ -34,7 +34,7 @@ class _Bar:
 
     def __call__(self, step: int, row: dict) -> None:
         self.em = row.get("heldout/em", self.em)
-        self.bar.update(1)
+        self.bar.update(1 if step else 0)  # step 0 = the base model's held-out EM
         self.bar.set_postfix(reward=f"{row.get('reward/mean', 0):.2f}", heldout_em=f"{self.em:.2f}",
                              searches=f"{row.get('rollout/searches', 0):.2f}")
 

@@ -44,11 +44,12 @@ def train_config(cfg: DemoConfig, search: bool, out_dir: str) -> TrainConfig:
         total_steps=cfg.total_steps, seed=cfg.seed, output_dir=out_dir, device="cpu")
 
 
-def heldout_em(trainer: Trainer, questions: list[QAExample]) -> dict[str, float]:
-    """Greedy EM on ``questions``: overall and per ``metadata["type"]``; plus searches per question."""
+def heldout_em(trainer: Trainer, questions: list[QAExample], greedy: bool = True) -> dict[str, float]:
+    """EM on ``questions`` (greedy, or sampled at the rollout temperature with the trainer's seed):
+    overall and per ``metadata["type"]``; plus searches per question."""
     if not questions:
         return {}
-    trajs, _ = trainer.rollout(questions, list(range(len(questions))), seed=trainer.cfg.seed, greedy=True)
+    trajs, _ = trainer.rollout(questions, list(range(len(questions))), seed=trainer.cfg.seed, greedy=greedy)
     scores, _ = score_trajectories(trajs, questions, trainer.tokenizer, "em")
     out = {"heldout/em": sum(scores) / len(scores), "heldout/searches": sum(t.searches for t in trajs) / len(trajs)}
     for kind in sorted({q.metadata["type"] for q in questions}):
@@ -68,6 +69,10 @@ def run_rl(cfg: DemoConfig, policy, tokenizer, retriever: Retriever | None, trai
     trainer = Trainer(tcfg, policy=policy, tokenizer=tokenizer, retriever=retriever if search else None,
                       train_examples=single, val_examples=[], log_to_disk=False)
     history: list[dict] = []
+    if cfg.eval_every:  # the curves start from the base model
+        history.append({"step": 0, **heldout_em(trainer, dev)})
+        if on_step:
+            on_step(0, history[-1])
     t0 = time.perf_counter()
     for step in range(cfg.total_steps):
         if step == cfg.single_hop_steps and len(single) != len(train):
