@@ -131,3 +131,21 @@ def test_follow_leads_searches_a_mention_of_the_top_passage_just_read(world_and_
             assert second in leads
             follows += 1
     assert follows > 30
+
+
+def test_read_fact_notes_the_sentence_for_the_next_step_and_only_what_was_read(world_and_bm25):
+    from searchr1.demo.traces import read_fact
+
+    w, _ = world_and_bm25
+    text = {d.id: d.text for d in w.documents}
+    q = next(q for q in w.questions if q.metadata["relation"] == "birth_country")
+    first, second = q.metadata["evidence_ids"]
+    assert read_fact(q, {}) == ""
+    assert read_fact(q, {second: text[second]}) == ""  # the first hop was not read
+    hop1 = read_fact(q, {first: text[first]})
+    assert q.metadata["bridge"] in hop1 and " born in " in hop1 and hop1 in text[first]
+    hop2 = read_fact(q, {first: text[first], second: text[second]})
+    assert q.golden_answers[0] in hop2 and hop2 in text[second]
+    single = next(q for q in w.questions if q.metadata["relation"] == "employer")
+    s = single.metadata["evidence_ids"][0]
+    assert read_fact(single, {s: text[s]}) == f"{single.metadata['subject']} works for {single.golden_answers[0]}."

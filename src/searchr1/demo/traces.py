@@ -25,7 +25,9 @@ Both write exactly what the rollout produces: the policy's blocks, and after eac
   a mention of the best-ranked passage it just read (not in the question), any one alike;
   otherwise any candidate query.
   With ``restate=True`` every think restates the question (``RESTATE``) instead of a
-  generic phrase: the same content, placed next to the search or answer that needs it.
+  generic phrase: the same content, placed next to the search or answer that needs it; with
+  ``reader=True`` too, a think after reading also notes the sentence read that bears on the
+  question (``read_fact``: "X was born in C." on the way to "In which country was X born?").
 * ``teacher_response`` — a scripted teacher that searches the gold hop queries in
   order and answers with the gold answer: cold-start SFT data for real models.
 """
@@ -123,16 +125,40 @@ def supported(q: QAExample, read_ids: set[str]) -> bool:
     return bool(evidence) and set(evidence) <= read_ids
 
 
+def read_fact(q: QAExample, docs: dict[str, str]) -> str:
+    """The sentence of the passages read (``docs``: id -> text) that bears on the question's next
+    step: the one naming the answer when every evidence passage was read, else the one naming the
+    bridge in the first hop's passage; "" when nothing read bears on it. A reader's note, written
+    from what it read: it never names an entity the passages read do not state."""
+    evidence = q.metadata.get("evidence_ids") or []
+    if not evidence or evidence[0] not in docs:
+        return ""
+    if set(evidence) <= set(docs):
+        doc, target = docs[evidence[-1]], q.golden_answers[0]
+    elif q.metadata.get("bridge"):
+        doc, target = docs[evidence[0]], q.metadata["bridge"]
+    else:
+        return ""
+    for sentence in re.split(r"(?<=\.) ", doc):
+        if target in sentence:
+            return sentence.strip()
+    return ""
+
+
 def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Random, topk: int = 3,
                            min_searches: int = 0, max_searches: int = 2,
                            kinds: dict[str, str] | None = None, reader: bool = False,
                            restate: bool = False, follow_leads: float = 0.0) -> str:
     words = q.question.rstrip("?").split()
 
-    def think() -> str:
-        return rng.choice(RESTATE).format(q=q.question) if restate else rng.choice(THINKS)
+    parts, read, read_ids, top, docs = [], [], set(), "", {}
 
-    parts, read, read_ids, top = [], [], set(), ""
+    def think() -> str:
+        if not restate:
+            return rng.choice(THINKS)
+        fact = read_fact(q, docs) if reader else ""
+        return rng.choice(RESTATE).format(q=q.question) + (f" I read: {fact}" if fact else "")
+
     for _ in range(rng.randint(min_searches, max_searches)):
         leads = answer_candidates(top, q.question) or answer_candidates(" ".join(read), q.question)
         query = rng.choice(leads if leads and rng.random() < follow_leads else query_candidates(q.question, read))
@@ -140,6 +166,7 @@ def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Rando
         parts.append(_search_block(think(), query) + information(passages_body(hits)))
         read.append(passages_body(hits))
         read_ids.update(h.doc.id for h in hits)
+        docs.update((h.doc.id, h.doc.text) for h in hits)
         top = hits[0].doc.contents if hits else ""
     if reader and supported(q, read_ids):
         answer = q.golden_answers[0]
