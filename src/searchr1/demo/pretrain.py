@@ -58,15 +58,16 @@ class PretrainConfig:
     """The random policy (and the rag template) answers right when what it read holds every evidence
     passage — reading comprehension, the skill a pretrained LM brings; its searches stay random."""
     restate: bool = True
+    """The random policy's thinks restate the question (traces.RESTATE) and, with ``reader``, note the
+    sentence read that bears on it (traces.read_fact), instead of generic phrases."""
     follow_leads: float = 0.5
     """A second search follows a lead (a mention of the top passage it just read, uniformly) with this
-    probability; otherwise any candidate query. Uniform over all candidates (0.0) made a second query on the bridge entity
-    ~1 in 35 draws: two-hop traces that read both hops were too rare for RL to start."""
-    """The random policy's thinks restate the question (traces.RESTATE) instead of generic phrases."""
+    probability; otherwise any candidate query. Uniform over all candidates (0.0): a second query on
+    the bridge entity in 0 of 43 sampled two-hop traces that had the first hop right."""
     steps: int = 1000
     """Optimizer steps (each on one shadow world, cycled). 300 steps gave a base that copies names
-    too loosely for RL to start (probe: 11% of answers copied from what it read); 1000 steps
-    (~13 min on 2 cores; shipped in searchr1/assets/demo_base) gave 22-38%."""
+    too loosely for RL to start (probe: 11% of answers copied from what it read). The shipped base
+    (searchr1/assets/demo_base): 1000 steps, 777 s with --threads 2."""
     batch_size: int = 16
     lr: float = 3e-3
     max_len: int = 640
