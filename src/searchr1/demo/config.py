@@ -7,6 +7,8 @@ from searchr1.data.world import WorldConfig
 from searchr1.demo.pretrain import PretrainConfig
 
 DEMO_RELATIONS = ("birthplace", "employer", "birth_country", "employer_city")
+DEMO_METHODS = ("search-r1", "r1", "rag", "direct", "base+search")
+"""What the demo can compare; ``base+search`` = the base model with the search-r1 method, no RL."""
 
 
 @dataclass
@@ -58,8 +60,8 @@ class DemoConfig:
     """Dev questions per held-out evaluation during training."""
     test_questions: int = 0
     """Test questions for the final comparison (0 = the whole test split)."""
-    methods: tuple[str, ...] = ("search-r1", "r1", "rag", "direct", "base+search")
-    """Compared on the test split; ``base+search`` = the base model with the search-r1 method, no RL."""
+    methods: tuple[str, ...] = DEMO_METHODS
+    """Compared on the test split (any of DEMO_METHODS)."""
 
     def __post_init__(self):
         self.world.seed = self.seed
@@ -70,9 +72,9 @@ class DemoConfig:
             raise ValueError("questions_per_step, max_turns, topk and max_turn_tokens must be >= 1")
         if self.single_hop_steps < 0 or self.mixed_steps < 0 or self.single_hop_steps + self.mixed_steps < 1:
             raise ValueError("need at least one RL step: set single_hop_steps and/or mixed_steps")
-        unknown = set(self.methods) - {"search-r1", "r1", "rag", "direct", "base+search"}
+        unknown = set(self.methods) - set(DEMO_METHODS)
         if unknown:
-            raise ValueError(f"unknown demo methods {sorted(unknown)}; use search-r1, r1, rag, direct, base+search")
+            raise ValueError(f"unknown demo methods {sorted(unknown)}; use {', '.join(DEMO_METHODS)}")
 
     @property
     def total_steps(self) -> int:

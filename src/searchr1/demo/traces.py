@@ -151,7 +151,7 @@ def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Rando
                            restate: bool = False, follow_leads: float = 0.0) -> str:
     words = q.question.rstrip("?").split()
 
-    parts, read, read_ids, top, docs = [], [], set(), "", {}
+    parts, read, top, docs = [], [], "", {}  # docs: id -> text of every passage read
 
     def think() -> str:
         if not restate:
@@ -165,10 +165,9 @@ def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Rando
         hits = retriever.search([query], topk)[0]
         parts.append(_search_block(think(), query) + information(passages_body(hits)))
         read.append(passages_body(hits))
-        read_ids.update(h.doc.id for h in hits)
         docs.update((h.doc.id, h.doc.text) for h in hits)
         top = hits[0].doc.contents if hits else ""
-    if reader and supported(q, read_ids):
+    if reader and supported(q, set(docs)):
         answer = q.golden_answers[0]
     else:
         pool = typed(answer_candidates(" ".join(read), q.question), q, kinds) or candidate_mentions(q.question) or words

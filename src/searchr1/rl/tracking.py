@@ -94,9 +94,10 @@ def set_aside_stale_rows(path: Path, start_step: int) -> None:
         path.rename(path.with_name(f"metrics.prev-{n}.jsonl"))
         print(f"metrics: {path} held an earlier run's rows; moved them to metrics.prev-{n}.jsonl")
         return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
-    stale = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) > start_step]
+    keep, stale = [], []
+    for ln in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if ln.strip():
+            (stale if json.loads(ln).get("step", 0) > start_step else keep).append(ln)
     if not stale:
         return
     with open(path.with_name("metrics.superseded.jsonl"), "a", encoding="utf-8") as f:
