@@ -1,0 +1,126 @@
+"""The direct decoding step computes what the transformers forward computes, for every supported
+architecture variant, and the backend falls back to the transformers forward (saying why) otherwise."""
+import copy
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+from searchr1.rollout.backends.base import TurnParams
+from searchr1.rollout.backends.direct_decode import DirectDecodeStep, unsupported_reason
+from searchr1.rollout.backends.hf import HFBackend
+
+V = 300
+
+
+def _model(kind: str):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256)
+    if kind == "qwen2":           # q/k/v biases, tied embeddings
+        return Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=True, **common)).eval()
+    if kind == "qwen3":           # q/k head norms, explicit head_dim
+        return Qwen3ForCausalLM(Qwen3Config(head_dim=16, tie_word_embeddings=False, **common)).eval()
+    if kind == "llama-bias":      # biases everywhere, untied head, multi-query attention
+        common["num_key_value_heads"] = 1
+        return LlamaForCausalLM(LlamaConfig(attention_bias=True, mlp_bias=True, **common)).eval()
+    raise ValueError(kind)
+
+
+def _prefilled(model):
+    """A cache after a left-padded prefill whose second row also has a masked column in the middle."""
+    ids = torch.randint(0, V, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, :3] = 0          # left padding
+    mask[1, 4] = 0           # a masked column inside a row (an observation shorter than others)
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        for p in model.parameters():   # biases and norm weights are 0 / 1 at init: make them matter
+            p.add_(torch.randn_like(p) * 0.05)
+        model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+    return cache, mask, pos[:, -1:] + 1
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "llama-bias"])
+def test_direct_step_matches_the_transformers_forward(kind):
+    model = _model(kind)
+    assert unsupported_reason(model) is None
+    cache, mask, pos = _prefilled(model)
+    step = DirectDecodeStep(model)
+    c_hf, c_direct = copy.deepcopy(cache), copy.deepcopy(cache)
+    for t in range(4):       # several steps: each appends to the cache it is given
+        ids = torch.randint(0, V, (3, 1))
+        mask = torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
+        with torch.inference_mode():
+            ref = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=c_hf, use_cache=True).logits[:, -1]
+            got = step(ids, mask, pos, c_direct)
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+        pos = pos + 1
+    assert c_direct.get_seq_length() == c_hf.get_seq_length() == 7 + 4
+
+
+def test_direct_step_reads_the_live_weights():
+    """No copies: an optimizer update made after construction is seen by the next step."""
+    model = _model("qwen2")
+    step = DirectDecodeStep(model)
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.mul_(-3.0)
+    cache, mask, pos = _prefilled(model)
+    ids = torch.randint(0, V, (3, 1))
+    mask = torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
+    c2 = copy.deepcopy(cache)
+    with torch.inference_mode():
+        ref = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).logits[:, -1]
+        torch.testing.assert_close(step(ids, mask, pos, c2), ref, rtol=1e-5, atol=1e-5)
+
+
+def _generate(model, tok, direct: bool):
+    backend = HFBackend(model, tok, direct_decode=direct)
+    prompts = [tok.encode("Q: who wrote Hamlet?\n")] * 3 + [tok.encode("Q: capital of France?\n")] * 3
+    session = backend.open(prompts, seed=5)
+    out, appended = [], [[] for _ in prompts]
+    for turn in range(2):   # differing budgets: rows stop early and get parked
+        gens = session.generate(range(6), appended, [3 + 4 * (i % 3) for i in range(6)], TurnParams(temperature=1.0))
+        out.append([(g.token_ids, g.logprobs) for g in gens])
+        appended = [tok.encode(f" obs {turn}/{i}") for i in range(6)]
+    session.close()
+    return backend, out
+
+
+def test_backend_samples_the_same_tokens_with_and_without_the_direct_step(tiny_qwen, tok):
+    on, a = _generate(tiny_qwen, tok, True)
+    off, b = _generate(tiny_qwen, tok, False)
+    assert on.decode_path == "direct"
+    assert off.decode_path == "transformers forward (direct_decode=False)"
+    for turn_a, turn_b in zip(a, b):
+        for (ta, la), (tb, lb) in zip(turn_a, turn_b):
+            assert ta == tb
+            assert la == pytest.approx(lb, abs=1e-4)
+
+
+def test_unsupported_models_use_the_transformers_forward_and_say_why(tok):
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2))
+    assert "GPT2LMHeadModel is not one of" in unsupported_reason(gpt2)
+
+    lora = get_peft_model(_model("qwen2"), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    assert "is not one of" in unsupported_reason(lora)                       # the peft wrapper
+    assert "LoRA adapter" in unsupported_reason(lora.get_base_model())       # the wrapped projections
+
+    sliding = Qwen2ForCausalLM(Qwen2Config(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                           num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True,
+                                           sliding_window=8, max_window_layers=0))
+    assert "sliding-window" in unsupported_reason(sliding)
+
+    hooked = _model("qwen2")
+    hooked.model.layers[0].register_forward_hook(lambda *a: None)
+    assert "hooks" in unsupported_reason(hooked)
+    backend = HFBackend(hooked, tok)
+    assert backend.decode_path.startswith("transformers forward (the model has forward hooks")
+    with pytest.raises(ValueError, match="direct decoding does not support this model: .*hooks"):
+        DirectDecodeStep(hooked)
