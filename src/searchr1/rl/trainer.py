@@ -119,7 +119,8 @@ class Trainer:
         self.train_examples = train_examples
         self.val_examples = val_examples if val_examples is not None else (
             self._load(cfg.data.val_file, cfg.data.max_val_examples) if cfg.data.val_file else [])
-        self.make_backend = make_backend or _hf_backend
+        self.make_backend = make_backend or self._default_backend
+        self._hf_backend = None
         # reward_fn(trajs, examples) -> (scores, mean components); default: compute_score on the answer
         self.reward_fn = reward_fn or (lambda trajs, exs: score_trajectories(trajs, exs, self.tokenizer,
                                                                             cfg.algorithm.reward))
@@ -129,6 +130,14 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.log_to_disk = log_to_disk and self.dist.is_main
         self.stop_reason: str | None = None
+
+    def _default_backend(self, policy, tokenizer):
+        """One HFBackend for the whole run (it keeps per-tokenizer stop-string tables between steps);
+        it reads the live policy weights, so it needs no refresh after an update."""
+        if self._hf_backend is None:
+            self._hf_backend = _hf_backend(policy, tokenizer)
+            log.info("rollout decoding: %s", self._hf_backend.decode_path)
+        return self._hf_backend
 
     @staticmethod
     def _load(path: str, limit: int):
