@@ -42,7 +42,8 @@ steps of M=32 matmuls plus attention whose time is reading the KV cache. Sharing
 prompt cuts the update's tokens 1.69x (1254 vs ~2150) and the prefill 4x; at equal kernel
 efficiency on both sides that bounds the step ratio near 1.5x, so 2x on the compute-bound
 size would take kernels faster than eager PyTorch's (fused attention and elementwise ops),
-not less work — there is no redundant work left in our step at this configuration.
+not less work: what redundant work is left is small (the last layer's attention output
+and MLP at prompt positions, whose only use is the last position's logits: ~4% of the update).
 
 Two model sizes:
 
