@@ -16,8 +16,8 @@ SDPA path, for one new token per row::
 
 It reads the live parameters (nothing is copied or fused), so it follows the trainer's updates.
 Measured with ``HFBackend`` (``benchmarks/bench_trainer.py`` models, 32 rows sampling 32 tokens, fp32,
-one CPU thread, fastest of 12): 93 -> 65 ms on the 0.09M model, 451 -> 408 ms on the 3.2M one (its
-matmuls dominate), the same sampled tokens. SmolLM2-135M-Instruct (real weights, 8 rows, greedy):
+one CPU thread, fastest of 12, two runs): 1.60-1.66x faster on the 0.09M model (135 -> 84 ms),
+1.17-1.19x on the 3.2M one (410 -> 349 ms; its matmuls dominate), the same sampled tokens. SmolLM2-135M-Instruct (real weights, 8 rows, greedy):
 the same tokens at the same speed (28 tok/s): the gain is the overhead of small models.
 
 :func:`unsupported_reason` says why a model cannot take this path (another architecture, wrapped
@@ -72,15 +72,32 @@ def cache_supported(cache) -> bool:
                     for la in cache.layers))
 
 
-def _rms(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-    """transformers' RMSNorm: normalise in fp32, cast back, scale by the weight."""
-    y = F.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon)
-    return norm.weight * y.to(x.dtype)
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' RMSNorm: normalise in fp32, cast back, scale by the weight (one op in fp32)."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
+
+
+class _Layer:
+    """The tensors and settings of one decoder layer, read once per session (module attribute
+    lookups cost more than the arithmetic of a tiny model's decoding step)."""
+
+    def __init__(self, layer: nn.Module):
+        a, mlp = layer.self_attn, layer.mlp
+        self.norm1 = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
+        self.norm2 = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
+        self.q, self.k, self.v, self.o = ((p.weight, p.bias) for p in (a.q_proj, a.k_proj, a.v_proj, a.o_proj))
+        self.qk_norm = ((a.q_norm.weight, a.q_norm.variance_epsilon), (a.k_norm.weight, a.k_norm.variance_epsilon)) \
+            if hasattr(a, "q_norm") else None
+        self.gate, self.up, self.down = ((p.weight, p.bias) for p in (mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+        self.act = mlp.act_fn
+        self.head_dim, self.scaling = a.head_dim, a.scaling
 
 
 class DirectDecodeStep:
@@ -89,6 +106,10 @@ class DirectDecodeStep:
     ids, pos: (B, 1) token and position of each row's new token; mask: (B, T) 1 = real token,
     the new column included; cache: a DynamicCache holding the T - 1 earlier columns (appended
     to in place, as the transformers forward would). Returns next-token logits (B, V).
+
+    The step holds references to the model's parameters (updated in place by an optimizer, so
+    always current); call :meth:`refresh` after replacing parameter objects (``HFBackend`` does
+    at every ``open``).
     """
 
     def __init__(self, model):
@@ -97,32 +118,34 @@ class DirectDecodeStep:
             raise ValueError(f"direct decoding does not support this model: {reason}")
         self.model = model
         self.inner = model.model
-        self.qk_norm = hasattr(self.inner.layers[0].self_attn, "q_norm")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the parameter references from the model."""
+        self.layers = [_Layer(layer) for layer in self.inner.layers]
+        self.norm = (self.inner.norm.weight, self.inner.norm.variance_epsilon)
+        self.head = (self.model.lm_head.weight, self.model.lm_head.bias)
 
     @torch.inference_mode()
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:
-        m, B = self.inner, ids.shape[0]
-        x = m.embed_tokens(ids)                                             # (B, 1, H)
-        cos, sin = m.rotary_emb(x, pos)                                     # (B, 1, D)
+        B = ids.shape[0]
+        x = self.inner.embed_tokens(ids)                                    # (B, 1, H)
+        cos, sin = self.inner.rotary_emb(x, pos)                            # (B, 1, D)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)                       # (B, 1, 1, D)
         attn_mask = mask.bool()[:, None, None, :]                           # (B, 1, 1, T)
-        for i, layer in enumerate(m.layers):
-            a, mlp = layer.self_attn, layer.mlp
-            h = _rms(x, layer.input_layernorm)
-            q = F.linear(h, a.q_proj.weight, a.q_proj.bias).view(B, 1, -1, a.head_dim)
-            k = F.linear(h, a.k_proj.weight, a.k_proj.bias).view(B, 1, -1, a.head_dim)
-            v = F.linear(h, a.v_proj.weight, a.v_proj.bias).view(B, 1, -1, a.head_dim)
-            if self.qk_norm:
-                q, k = _rms(q, a.q_norm), _rms(k, a.k_norm)
+        for i, la in enumerate(self.layers):
+            h = _rms(x, *la.norm1)
+            q = F.linear(h, *la.q).view(B, 1, -1, la.head_dim)
+            k = F.linear(h, *la.k).view(B, 1, -1, la.head_dim)
+            v = F.linear(h, *la.v).view(B, 1, -1, la.head_dim)
+            if la.qk_norm is not None:
+                q, k = _rms(q, *la.qk_norm[0]), _rms(k, *la.qk_norm[1])
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, 1, D)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             k, v = cache.layers[i].update(k, v)                              # (B, KV, T, D)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=a.scaling, enable_gqa=True)
-            x = x + F.linear(o.transpose(1, 2).reshape(B, 1, -1), a.o_proj.weight, a.o_proj.bias)
-            h = _rms(x, layer.post_attention_layernorm)
-            gate = mlp.act_fn(F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias))
-            x = x + F.linear(gate * F.linear(h, mlp.up_proj.weight, mlp.up_proj.bias),
-                             mlp.down_proj.weight, mlp.down_proj.bias)
-        head = self.model.lm_head
-        return F.linear(_rms(x, m.norm)[:, -1], head.weight, head.bias)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=la.scaling, enable_gqa=True)
+            x = x + F.linear(o.transpose(1, 2).reshape(B, 1, -1), *la.o)
+            h = _rms(x, *la.norm2)
+            x = x + F.linear(la.act(F.linear(h, *la.gate)) * F.linear(h, *la.up), *la.down)
+        return F.linear(_rms(x, *self.norm)[:, -1], *self.head)

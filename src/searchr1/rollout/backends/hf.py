@@ -22,7 +22,7 @@ Two savings that keep the numbers (up to float rounding of a smaller matmul):
 ``direct_decode=True``: decoding steps (one new token per row) of Llama-family models run
 through :class:`~searchr1.rollout.backends.direct_decode.DirectDecodeStep` — the same math on
 the model's own weights without the transformers module stack (a 0.09M model on CPU decodes
-1.4x faster). Other models, and models it cannot follow (LoRA-wrapped projections,
+1.6x faster). Other models, and models it cannot follow (LoRA-wrapped projections,
 sliding windows, hooks), use the transformers forward; ``backend.decode_path`` says which and why.
 
 Works with any causal LM whose ``forward(input_ids, attention_mask, position_ids, cache |
@@ -171,6 +171,8 @@ class HFSession:
         self.parked: list = []  # (cache tensors, mask, pos, rows) of rows out of the batch this turn
         self.parks = 0          # how many times rows were parked (diagnostics)
         self.was_training = backend.model.training
+        if backend._direct is not None:
+            backend._direct.refresh()   # parameter objects may have been replaced since the last session
         backend.model.eval()
         self.generator = None
         if seed is not None:
