@@ -132,8 +132,8 @@ class Trainer:
         self.stop_reason: str | None = None
 
     def _default_backend(self, policy, tokenizer):
-        """One HFBackend for the whole run (it keeps per-tokenizer stop-string tables between steps);
-        it reads the live policy weights, so it needs no refresh after an update."""
+        """One HFBackend for the whole run: it keeps its stop-string tables between steps and reads
+        the policy's live weights (the direct decoding step re-reads them at every session)."""
         if self._hf_backend is None:
             self._hf_backend = _hf_backend(policy, tokenizer)
             log.info("rollout decoding: %s", self._hf_backend.decode_path)

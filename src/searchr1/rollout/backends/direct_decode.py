@@ -29,7 +29,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.cache_utils import DynamicCache, DynamicLayer
 
 SUPPORTED = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
 
@@ -65,13 +64,6 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
-def cache_supported(cache) -> bool:
-    """The step appends to plain dynamic cache layers (not offloaded, not sliding, not quantized)."""
-    return (isinstance(cache, DynamicCache) and not getattr(cache, "offloading", False)
-            and all(isinstance(la, DynamicLayer) and type(la).__name__ in ("DynamicLayer", "_ReservedLayer")
-                    for la in cache.layers))
-
-
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """transformers' RMSNorm: normalise in fp32, cast back, scale by the weight (one op in fp32)."""
     if x.dtype == torch.float32:
@@ -104,8 +96,9 @@ class DirectDecodeStep:
     """``step(ids, mask, pos, cache) -> logits``: one new token per row through a supported model.
 
     ids, pos: (B, 1) token and position of each row's new token; mask: (B, T) 1 = real token,
-    the new column included; cache: a DynamicCache holding the T - 1 earlier columns (appended
-    to in place, as the transformers forward would). Returns next-token logits (B, V).
+    the new column included; cache: a DynamicCache of plain dynamic layers (not offloaded, sliding
+    or quantized) holding the T - 1 earlier columns, appended to as the transformers forward would.
+    Returns next-token logits (B, V).
 
     The step holds references to the model's parameters (updated in place by an optimizer, so
     always current); call :meth:`refresh` after replacing parameter objects (``HFBackend`` does

@@ -34,7 +34,7 @@ import inspect
 from collections.abc import Sequence
 
 import torch
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from searchr1.rollout.backends import direct_decode as direct
 from searchr1.rollout.backends.base import Generation, TurnParams
@@ -78,6 +78,13 @@ class _ReservedLayer(DynamicLayer):
         vbuf[..., n:n + k, :].copy_(value_states)
         self.keys, self.values = kbuf[..., :n + k, :], vbuf[..., :n + k, :]
         return self.keys, self.values
+
+
+def _plain_dynamic(cache) -> bool:
+    """A DynamicCache whose layers are all plain dynamic ones (not offloaded, sliding or quantized)."""
+    layers = getattr(cache, "layers", None)
+    return (isinstance(cache, DynamicCache) and not getattr(cache, "offloading", False) and bool(layers)
+            and all(type(la) in (DynamicLayer, _ReservedLayer) for la in layers))
 
 
 def _with_room(t: torch.Tensor, cols: int) -> torch.Tensor:
@@ -138,7 +145,7 @@ class HFBackend:
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache):
         """Next-token logits of the last column (B, V) and the grown cache. ids, pos: (B, L); mask: (B, past + L)."""
-        if self._direct is not None and ids.shape[1] == 1 and direct.cache_supported(cache):
+        if self._direct is not None and ids.shape[1] == 1 and _plain_dynamic(cache):
             return self._direct(ids, mask, pos, cache), cache
         kwargs = {self._cache_kw: cache, "use_cache": True}
         if self._keep_last:
