@@ -14,11 +14,12 @@ SDPA path, for one new token per row::
                 x = x + down(act(gate(rms(x))) * up(rms(x)))
     logits = lm_head(rms(x))                                (B, V)
 
-It reads the live parameters (nothing is copied or fused), so it follows the trainer's updates.
-Measured with ``HFBackend`` (``benchmarks/bench_trainer.py`` models, 32 rows sampling 32 tokens, fp32,
-one CPU thread, fastest of 12, two runs): 1.60-1.66x faster on the 0.09M model (135 -> 84 ms),
-1.17-1.19x on the 3.2M one (410 -> 349 ms; its matmuls dominate), the same sampled tokens. SmolLM2-135M-Instruct (real weights, 8 rows, greedy):
-the same tokens at the same speed (28 tok/s): the gain is the overhead of small models.
+It holds references to the live parameters (nothing is copied or fused; re-read at every session),
+so it follows the trainer's updates. Measured with ``HFBackend`` (``benchmarks/bench_trainer.py``
+models, 32 rows sampling 32 tokens, fp32, one CPU thread, fastest of 12, two runs): 1.60-1.66x
+faster on the 0.09M model (135 -> 84 ms), 1.17-1.19x on the 3.2M one (410 -> 349 ms; its matmuls
+dominate), the same sampled tokens. SmolLM2-135M-Instruct (real weights, 8 rows, greedy): the same
+tokens at the same speed (28 tok/s) — the gain is the framework overhead of small models.
 
 :func:`unsupported_reason` says why a model cannot take this path (another architecture, wrapped
 projections such as LoRA adapters or quantized layers, sliding-window layers, accelerate hooks);
