@@ -48,7 +48,7 @@ and MLP at prompt positions, whose only use is the last position's logits: ~4% o
 
 Two model sizes:
 
-* ``tiny`` (hidden 64, 2 layers, 0.09M params) — the issue's original setting and the
+* ``tiny`` (hidden 64, 2 layers, 0.09M params) — the original setting of this benchmark and the
   size of the CPU demo. At this size every step is dominated by Python and framework
   overhead per call, not arithmetic, so it mostly measures overhead.
 * ``small`` (hidden 256, 4 layers, 3.2M params) — large enough that the update runs near

@@ -1,6 +1,6 @@
 """The demo's comparison (EVAL's methods on the test split) and its artifacts.
 
-``summary.json`` has the shape the issue asks for (more keys welcome)::
+``summary.json`` has this shape (more keys may follow)::
 
     {"wall_seconds": float, "train_steps": int,
      "methods": {"search-r1": {"em", "f1", "searches_per_question"}, "r1": {...}, "rag": {...}, "direct": {...}},
