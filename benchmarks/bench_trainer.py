@@ -35,16 +35,17 @@ we compute the prompt's hidden states once per question instead of once per samp
   framework calls per token (32 rows x 32 tokens: 135 -> 84 ms tiny, 410 -> 349 ms small).
 
 Measured on this 2-core machine (figures move ±15% between runs with the machine's load):
-small 1.0-1.35 s/step vs TRL 1.65-2.2 s = 1.35-1.72x; tiny 0.12-0.13 s vs TRL 0.24-0.30 s
-= 1.92x and 2.25x in the two alternating-round runs (1.25-1.6x in single-round runs before the
-direct step's per-session tables). What bounds the small ratio: its update
-phase runs at ~0.6-0.75 of the measured fp32 matmul peak, and generation is 31 decode
-steps of M=32 matmuls plus attention whose time is reading the KV cache. Sharing the
-prompt cuts the update's tokens 1.69x (1254 vs ~2150) and the prefill 4x; at equal kernel
-efficiency on both sides that bounds the step ratio near 1.5x, so 2x on the compute-bound
-size would take kernels faster than eager PyTorch's (fused attention and elementwise ops),
-not less work: what redundant work is left is small (the last layer's attention output
-and MLP at prompt positions, whose only use is the last position's logits: ~4% of the update).
+small 1.0-1.35 s/step vs TRL 1.65-2.2 s = 1.35-1.72x; tiny 0.12-0.14 s vs TRL 0.24-0.34 s =
+1.92x, 2.25x and 2.49x in the three alternating-round runs (the last two with the direct step's
+per-session tables; 1.25-1.6x in single-round runs before). Where the small step's time goes:
+its update phase runs at ~0.55-0.75 of the measured fp32 matmul peak, and generation is 31
+decode steps of M=32 matmuls plus attention whose time is reading the KV cache. Sharing the
+prompt cuts the update's tokens 1.69x (1254 vs ~2150) and the prefill 4x; with TRL's kernels
+as efficient as ours that alone would give ~1.5x (measured: 1.35-1.72x, TRL's own overhead
+adds the rest), so 2x on the compute-bound size would take kernels ~1.3x faster than eager
+PyTorch's (fused attention and elementwise ops), not less work: what redundant work is left
+is small (the last layer's attention output and MLP at prompt positions, whose only use is
+the last position's logits: ~4% of the update).
 
 Two model sizes:
 
