@@ -1,6 +1,7 @@
 """Model loading: any HF causal LM, the embedded SmolLM2-135M-Instruct, OpenAI-compatible endpoints.
 
-``copy*.py`` (the demo's copy-capable tiny model) lives here too.
+``copy*.py`` (the demo's copy-capable tiny model) lives here too; ``signature.py`` says what a model's
+``forward`` accepts (read by the rollout backend and the trainer alike).
 """
 from searchr1.models.generate import Completion, Decoding, Generator, HFGenerator, Transcript
 from searchr1.models.hf import load_causal_lm, model_fingerprint

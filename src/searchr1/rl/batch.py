@@ -7,13 +7,13 @@ so any causal LM gives the same positions it saw while generating, without
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
 
+from searchr1.models.signature import forward_params
 from searchr1.rl.core_algos import logprobs_and_entropy
 from searchr1.rollout.types import Trajectory
 
@@ -99,15 +99,6 @@ def is_right_padded(attention_mask: Tensor) -> bool:
     """True when every row of ``attention_mask`` (B, L) is ones followed by zeros (no holes, no left pad)."""
     m = attention_mask
     return bool((m[:, 0] == 1).all()) and bool((m[:, 1:] <= m[:, :-1]).all())
-
-
-def forward_params(model) -> frozenset[str]:
-    """Parameter names of ``model.forward`` (of the base model under a peft wrapper)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft passes kwargs through
-    try:
-        return frozenset(inspect.signature(base.forward).parameters)
-    except (TypeError, ValueError):   # a forward without an introspectable signature: use the plain call
-        return frozenset()
 
 
 def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt: bool = False) -> Tensor:

@@ -23,16 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from searchr1.rl.batch import forward_params
-
-
-def cache_kwarg(model) -> str | None:
-    """Name of the KV-cache argument of ``model.forward`` (``cache`` | ``past_key_values``), or None."""
-    params = forward_params(model)
-    for name in ("cache", "past_key_values"):
-        if name in params:
-            return name
-    return None
+from searchr1.models.signature import cache_kwarg, forward_params
 
 
 def share_prompt_unsupported(model, training: bool = True) -> str | None:

@@ -30,12 +30,12 @@ past_key_values, use_cache)`` returns logits and the cache (transformers models 
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from searchr1.models.signature import cache_kwarg, forward_params
 from searchr1.rollout.backends import direct_decode as direct
 from searchr1.rollout.backends.base import Generation, TurnParams
 from searchr1.rollout.backends.sampling import sample_tokens
@@ -113,19 +113,13 @@ class HFBackend:
             raise ValueError("no EOS token: set tokenizer.eos_token or model.generation_config.eos_token_id.")
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
-        # a peft wrapper takes **kwargs and hands them to its base model: read the base's signature
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-        params = inspect.signature(inner.forward).parameters
-        if "cache" in params:
-            self._cache_kw = "cache"
-        elif "past_key_values" in params:
-            self._cache_kw = "past_key_values"
-        else:
+        self._cache_kw = cache_kwarg(model)
+        if self._cache_kw is None:
             raise TypeError(
                 f"{type(model).__name__}.forward takes neither `cache` nor `past_key_values`; "
                 "HFBackend needs a causal LM with a KV cache."
             )
-        self._keep_last = "logits_to_keep" in params
+        self._keep_last = "logits_to_keep" in forward_params(model)
         reason = direct.unsupported_reason(model) if direct_decode else "direct_decode=False"
         self._direct = direct.DirectDecodeStep(model) if reason is None else None
         self.decode_path = "direct" if reason is None else f"transformers forward ({reason})"
