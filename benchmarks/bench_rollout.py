@@ -202,12 +202,12 @@ def direct_decode_ab(rounds: int = 12) -> None:
     """HFBackend decoding with the direct step (Llama-family models) vs the transformers forward:
     the trainer benchmark's plain Qwen2 models, 8 prompts x 4 samples, 32 sampled tokens at T=1,
     the two paths alternating, fastest of ``rounds`` each; also checks they sample the same tokens."""
-    from benchmarks.bench_trainer import SIZES, _model, _tokenizer
+    from benchmarks.bench_trainer import SIZES, _model, _questions, _tokenizer
     from searchr1.rollout.backends.base import TurnParams
     from searchr1.rollout.backends.hf import HFBackend
 
     tok = _tokenizer()
-    prompts = [tok.encode(f"what is the name of thing number {i}") for i in range(8) for _ in range(4)]
+    prompts = [tok.encode(q.question) for q in _questions("tiny")[:8] for _ in range(4)]
     print("\ndecoding 32 rows x 32 tokens (fastest of %d):" % rounds)
     for size in SIZES:
         model = _model(len(tok), size)

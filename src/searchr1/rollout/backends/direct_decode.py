@@ -51,16 +51,14 @@ def unsupported_reason(model) -> str | None:
     if type(model.lm_head) is not nn.Linear:
         return f"lm_head is a {type(model.lm_head).__name__}, not a plain nn.Linear"
     for i, layer in enumerate(inner.layers):
-        a, mlp = layer.self_attn, layer.mlp
-        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-            if type(getattr(a, proj)) is not nn.Linear:
-                return (f"layer {i} self_attn.{proj} is a {type(getattr(a, proj)).__name__} "
-                        "(a LoRA adapter or quantized weights), not a plain nn.Linear")
-        for proj in ("gate_proj", "up_proj", "down_proj"):
-            if type(getattr(mlp, proj)) is not nn.Linear:
-                return (f"layer {i} mlp.{proj} is a {type(getattr(mlp, proj)).__name__} "
-                        "(a LoRA adapter or quantized weights), not a plain nn.Linear")
-        if getattr(a, "sliding_window", None) is not None:
+        for part, projs in (("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")),
+                            ("mlp", ("gate_proj", "up_proj", "down_proj"))):
+            for proj in projs:
+                kind = type(getattr(getattr(layer, part), proj))
+                if kind is not nn.Linear:
+                    return (f"layer {i} {part}.{proj} is a {kind.__name__} "
+                            "(a LoRA adapter or quantized weights), not a plain nn.Linear")
+        if getattr(layer.self_attn, "sliding_window", None) is not None:
             return f"layer {i} uses sliding-window attention"
     return None
 
