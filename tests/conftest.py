@@ -23,3 +23,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+LLAMA_FAMILY_VOCAB = 300
+
+
+def make_llama_family(kind: str, layers: int = 2):
+    """A tiny model of each architecture the direct paths support (models/llama_direct.py), in eval mode.
+
+    qwen2: q/k/v biases, tied embeddings; qwen3: q/k head norms, explicit head_dim, untied head;
+    llama-bias: attention and MLP biases, untied head, multi-query attention. Vocabulary 300.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=LLAMA_FAMILY_VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    if kind == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=True, **common)).eval()
+    if kind == "qwen3":
+        return Qwen3ForCausalLM(Qwen3Config(head_dim=16, tie_word_embeddings=False, **common)).eval()
+    if kind == "llama-bias":
+        common["num_key_value_heads"] = 1
+        return LlamaForCausalLM(LlamaConfig(attention_bias=True, mlp_bias=True, **common)).eval()
+    raise ValueError(kind)
+
+
+@pytest.fixture(scope="session")
+def llama_family():
+    """:func:`make_llama_family`, for tests of the direct (module-stack-free) paths."""
+    return make_llama_family

@@ -4,6 +4,7 @@ import torch
 
 from searchr1.rl import core_algos as ca
 from searchr1.rl.batch import collate, forward_logprobs, response_logits
+from searchr1.models.llama_direct import unsupported_reason
 from searchr1.rl.shared_prompt import left_pad_prompts, prompt_groups, share_prompt_unsupported
 from searchr1.rollout.types import Trajectory
 
@@ -36,9 +37,9 @@ def _copy_model():
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True))
 
 
-def _logps_and_grads(model, batch, share):
+def _logps_and_grads(model, batch, share, direct=False):
     model.zero_grad(set_to_none=True)
-    logits = response_logits(model, batch, temperature=0.7, share_prompt=share)
+    logits = response_logits(model, batch, temperature=0.7, share_prompt=share, direct=direct)
     lp = ca.logprobs_from_logits(logits, batch.responses) * batch.valid_mask
     lp.sum().backward()
     return lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -110,3 +111,83 @@ def test_models_without_a_cache_or_under_checkpointing_fall_back(tiny_dir):
     cfg.model.share_prompt = False
     off = Learner(cfg, AutoModelForCausalLM.from_pretrained(tiny_dir), torch.device("cpu"))
     assert (off.share_train, off.share_eval) == (False, False)
+
+
+def _perturbed(model):
+    """Biases and norm weights are 0 / 1 at init: move every parameter so each one matters."""
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def _single_token_responses() -> list[Trajectory]:
+    """Every response one token long: only the prompt pass runs (no response pass)."""
+    return [Trajectory(prompt_ids=t.prompt_ids, response_ids=t.response_ids[:1], response_mask=[1], group_id=t.group_id)
+            for t in _grouped()]
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "llama-bias"])
+@pytest.mark.parametrize("lengths", ["mixed", "one-single", "all-single"])
+def test_direct_forward_logprobs_and_gradients_equal_the_full_forward(kind, lengths, llama_family):
+    """Three layers (a middle one, and the last one that runs the prompt's query and MLP at its last
+    position only), left-padded shared prompts, injected tokens, interleaved groups."""
+    model = _perturbed(llama_family(kind, layers=3)).train()
+    trajs = _single_token_responses() if lengths == "all-single" else _grouped(with_single_token=lengths == "one-single")
+    batch = collate(trajs, [0.0] * 9, pad_id=299)
+    assert unsupported_reason(model, training=True) is None
+    lp_full, g_full = _logps_and_grads(model, batch, share=False)
+    lp_direct, g_direct = _logps_and_grads(model, batch, share=True, direct=True)
+    assert torch.isfinite(lp_direct).all()
+    torch.testing.assert_close(lp_direct, lp_full, atol=1e-5, rtol=1e-5)
+    assert g_full.keys() == g_direct.keys() and len(g_full) == len(list(model.parameters()))
+    for name in g_full:
+        torch.testing.assert_close(g_direct[name], g_full[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("precision", ["bf16-weights", "bf16-autocast"])
+def test_direct_forward_in_bf16_matches_the_transformers_shared_pass(precision, llama_family):
+    """The fp32-normalise-then-cast RMSNorm of bf16 weights, and bf16 autocast over fp32 weights."""
+    from searchr1.rl.batch import autocast_ctx
+
+    model = _perturbed(llama_family("qwen2", layers=3)).eval()
+    if precision == "bf16-weights":
+        model = model.to(torch.bfloat16)
+    batch = collate(_grouped(), [0.0] * 9, pad_id=299)
+    with torch.no_grad(), autocast_ctx("cpu", precision == "bf16-autocast"):
+        ref = response_logits(model, batch, share_prompt=True)
+        got = response_logits(model, batch, share_prompt=True, direct=True)
+    assert got.dtype == ref.dtype
+    real = batch.valid_mask.bool()
+    torch.testing.assert_close(got[real].float(), ref[real].float(), atol=3e-2, rtol=3e-2)
+
+
+def test_learner_runs_the_direct_passes_where_it_can_and_says_why_not(tiny_dir, llama_family, caplog):
+    import logging
+
+    from transformers import AutoModelForCausalLM
+
+    from searchr1.rl.config import config_from_dict
+    from searchr1.rl.learner import Learner
+
+    def learner(model, *overrides):
+        cfg = config_from_dict({}, ["algorithm.name=grpo", "algorithm.group_size=2", "data.batch_size=2",
+                                    "data.mini_batch_size=2", "device=cpu", *overrides])
+        return Learner(cfg, model, torch.device("cpu"))
+
+    on = learner(AutoModelForCausalLM.from_pretrained(tiny_dir))
+    assert (on.direct_train, on.direct_eval) == (True, True)
+    off = learner(AutoModelForCausalLM.from_pretrained(tiny_dir), "model.direct_forward=false")
+    assert (off.direct_train, off.direct_eval) == (False, False)
+    with caplog.at_level(logging.INFO, logger="searchr1.rl.learner"):
+        copy_lm = learner(_copy_model())
+        dropout = llama_family("qwen2")
+        dropout.config.attention_dropout = 0.1
+        for layer in dropout.model.layers:
+            layer.self_attn.attention_dropout = 0.1
+        dropped = learner(dropout)
+    assert (copy_lm.direct_train, copy_lm.direct_eval) == (False, False)
+    assert "CopyQwen2ForCausalLM is not one of" in caplog.text
+    assert (dropped.direct_train, dropped.direct_eval) == (False, True)    # dropout is off in the no-grad passes
+    assert "attention dropout (0.1) in training" in caplog.text

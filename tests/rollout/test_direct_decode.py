@@ -13,22 +13,6 @@ from searchr1.rollout.backends.hf import HFBackend
 V = 300
 
 
-def _model(kind: str):
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
-
-    torch.manual_seed(0)
-    common = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=256)
-    if kind == "qwen2":           # q/k/v biases, tied embeddings
-        return Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=True, **common)).eval()
-    if kind == "qwen3":           # q/k head norms, explicit head_dim
-        return Qwen3ForCausalLM(Qwen3Config(head_dim=16, tie_word_embeddings=False, **common)).eval()
-    if kind == "llama-bias":      # biases everywhere, untied head, multi-query attention
-        common["num_key_value_heads"] = 1
-        return LlamaForCausalLM(LlamaConfig(attention_bias=True, mlp_bias=True, **common)).eval()
-    raise ValueError(kind)
-
-
 def _prefilled(model):
     """A cache after a left-padded prefill whose second row also has a masked column in the middle."""
     ids = torch.randint(0, V, (3, 7))
@@ -45,9 +29,9 @@ def _prefilled(model):
 
 
 @pytest.mark.parametrize("kind", ["qwen2", "qwen3", "llama-bias", "qwen2-bf16"])
-def test_direct_step_matches_the_transformers_forward(kind):
+def test_direct_step_matches_the_transformers_forward(kind, llama_family):
     bf16 = kind.endswith("-bf16")
-    model = _model(kind.removesuffix("-bf16"))
+    model = llama_family(kind.removesuffix("-bf16"))
     if bf16:                 # the RMSNorm path that normalises in fp32 and casts back
         model = model.to(torch.bfloat16)
     assert unsupported_reason(model) is None
@@ -77,17 +61,17 @@ def _assert_next_step_matches(model, step):
         torch.testing.assert_close(step(ids, mask, pos, c2), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_direct_step_reads_the_live_weights():
+def test_direct_step_reads_the_live_weights(llama_family):
     """No copies: an optimizer update made after construction is seen by the next step."""
-    model = _model("qwen2")
+    model = llama_family("qwen2")
     step = DirectDecodeStep(model)
     with torch.no_grad():
         model.model.layers[1].mlp.down_proj.weight.mul_(-3.0)
     _assert_next_step_matches(model, step)
 
 
-def test_refresh_follows_replaced_parameter_objects():
-    model = _model("qwen2")
+def test_refresh_follows_replaced_parameter_objects(llama_family):
+    model = llama_family("qwen2")
     step = DirectDecodeStep(model)
     up = model.model.layers[0].mlp.up_proj
     up.weight = torch.nn.Parameter(torch.randn_like(up.weight))     # a new object, not an in-place update
@@ -119,14 +103,14 @@ def test_backend_samples_the_same_tokens_with_and_without_the_direct_step(tiny_q
             assert la == pytest.approx(lb, abs=1e-4)
 
 
-def test_unsupported_models_use_the_transformers_forward_and_say_why(tok):
+def test_unsupported_models_use_the_transformers_forward_and_say_why(tok, llama_family):
     from peft import LoraConfig, get_peft_model
     from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2))
     assert "GPT2LMHeadModel is not one of" in unsupported_reason(gpt2)
 
-    lora = get_peft_model(_model("qwen2"), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    lora = get_peft_model(llama_family("qwen2"), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     assert "is not one of" in unsupported_reason(lora)                       # the peft wrapper
     assert "LoRA adapter" in unsupported_reason(lora.get_base_model())       # the wrapped projections
 
@@ -135,7 +119,7 @@ def test_unsupported_models_use_the_transformers_forward_and_say_why(tok):
                                            sliding_window=8, max_window_layers=0))
     assert "sliding-window" in unsupported_reason(sliding)
 
-    hooked = _model("qwen2")
+    hooked = llama_family("qwen2")
     hooked.model.layers[0].register_forward_hook(lambda *a: None)
     assert "hooks" in unsupported_reason(hooked)
     backend = HFBackend(hooked, tok)

@@ -101,12 +101,15 @@ def is_right_padded(attention_mask: Tensor) -> bool:
     return bool((m[:, 0] == 1).all()) and bool((m[:, 1:] <= m[:, :-1]).all())
 
 
-def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt: bool = False) -> Tensor:
+def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt: bool = False,
+                    direct: bool = False) -> Tensor:
     """Teacher-forced logits at the response positions: (B, R, V), divided by ``temperature``.
 
     ``share_prompt``: rows with the same prompt (a GRPO group) run it once
     (:func:`searchr1.rl.shared_prompt.shared_prompt_logits`; the caller checks the model
     supports it). Used only when some prompt repeats; otherwise the plain path below.
+    ``direct``: that shared-prompt pass runs as plain functions of a Llama-family model's
+    weights (``shared_prompt.direct_logits``; the caller checks ``llama_direct.unsupported_reason``).
 
     Two savings of the plain path that leave the values unchanged (up to kernel rounding):
 
@@ -119,7 +122,7 @@ def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt:
       earliest response start on are projected to the vocabulary, not the prompts.
     """
     if share_prompt:
-        logits = _shared_prompt_logits(model, batch)
+        logits = _shared_prompt_logits(model, batch, direct)
         if logits is not None:
             return logits / temperature if temperature not in (0.0, 1.0) else logits
     L = batch.input_ids.shape[1]
@@ -137,7 +140,7 @@ def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt:
     return logits
 
 
-def _shared_prompt_logits(model, batch: Batch) -> Tensor | None:
+def _shared_prompt_logits(model, batch: Batch, direct: bool = False) -> Tensor | None:
     """Shared-prompt logits (B, R, V), or None when no two rows share a prompt (nothing to save)."""
     from searchr1.rl.shared_prompt import prompt_groups, shared_prompt_logits
 
@@ -145,13 +148,13 @@ def _shared_prompt_logits(model, batch: Batch) -> Tensor | None:
     groups = prompt_groups(batch.input_ids, plen)
     if len(groups[0]) == len(batch):
         return None
-    return shared_prompt_logits(model, batch.input_ids, plen, batch.responses, batch.valid_mask, groups)
+    return shared_prompt_logits(model, batch.input_ids, plen, batch.responses, batch.valid_mask, groups, direct)
 
 
 @torch.no_grad()
 def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float = 1.0,
                      autocast: bool = False, with_entropy: bool = False,
-                     share_prompt: bool = False) -> tuple[Tensor, Tensor | None]:
+                     share_prompt: bool = False, direct: bool = False) -> tuple[Tensor, Tensor | None]:
     """log π(response token) for every row, in micro-batches: (B, R) float32 (+ entropy (B, R))."""
     B, R = batch.responses.shape
     logp = torch.zeros(B, R)
@@ -160,7 +163,7 @@ def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: fl
     for s in range(0, B, micro_batch_size):
         mb = batch.select(slice(s, s + micro_batch_size)).to(device)
         with autocast_ctx(device, autocast):
-            logits = response_logits(model, mb, temperature, share_prompt)
+            logits = response_logits(model, mb, temperature, share_prompt, direct)
         r = mb.responses.shape[1]
         lp, e = logprobs_and_entropy(logits, mb.responses, entropy=with_entropy)
         logp[s:s + micro_batch_size, :r] = lp.cpu()

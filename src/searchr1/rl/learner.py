@@ -114,6 +114,7 @@ class Learner:
         self.consecutive_skips = 0
         self.temperature = cfg.rollout.temperature if cfg.rollout.do_sample else 1.0
         self.share_train, self.share_eval = self._share_prompt_modes()
+        self.direct_train, self.direct_eval = self._direct_modes()
 
     def _share_prompt_modes(self) -> tuple[bool, bool]:
         """(training pass, no-grad passes) run shared prompts (``model.share_prompt``); logs why not."""
@@ -128,6 +129,22 @@ class Learner:
                 log.info("model.share_prompt: full forward for the %s pass: %s", "training" if training else
                          "reference/old-log-prob", why)
             modes.append(why is None)
+        return modes[0], modes[1]
+
+    def _direct_modes(self) -> tuple[bool, bool]:
+        """(training pass, no-grad passes) of the shared prompts run as plain functions of the weights
+        (``model.direct_forward``); logs why not."""
+        if not self.cfg.model.direct_forward or not (self.share_train or self.share_eval):
+            return False, False
+        from searchr1.models.llama_direct import unsupported_reason
+
+        modes = []
+        for training, shared in ((True, self.share_train), (False, self.share_eval)):
+            why = unsupported_reason(self.policy, training)
+            if shared and why:
+                log.info("model.direct_forward: transformers forward for the %s pass: %s",
+                         "training" if training else "reference/old-log-prob", why)
+            modes.append(shared and why is None)
         return modes[0], modes[1]
 
     def _base_model(self):
@@ -168,12 +185,12 @@ class Learner:
         self.policy.eval()
         if not self._on_policy() or placement == "reward":
             batch.old_logp, _ = forward_logprobs(self.policy, batch, mb, self.temperature, ac,
-                                                 share_prompt=self.share_eval)
+                                                 share_prompt=self.share_eval, direct=self.direct_eval)
         if placement != "none":
             with self._ref_ctx():
                 ref_model = self.policy if self.is_lora else self.ref
                 batch.ref_logp, _ = forward_logprobs(ref_model, batch, mb, self.temperature, ac,
-                                                     share_prompt=self.share_eval)
+                                                     share_prompt=self.share_eval, direct=self.direct_eval)
         if self.algo.name == "ppo":
             self.critic.eval()
             batch.old_values = forward_values(self.critic, batch, mb, ac)
@@ -239,7 +256,8 @@ class Learner:
                 for s in range(0, len(mbatch), micro):
                     mb = mbatch.select(slice(s, s + micro)).to(self.device)
                     with autocast_ctx(self.device, ac):
-                        logits = response_logits(self.policy, mb, self.temperature, self.share_train)
+                        logits = response_logits(self.policy, mb, self.temperature, self.share_train,
+                                                 self.direct_train)
                     loss, st = compute_actor_loss(logits, mb, self.algo, norm, self.kl_ctl.value)
                     finite &= bool(torch.isfinite(loss))
                     loss.backward()
