@@ -60,10 +60,11 @@ Two model sizes:
   shared core; 3.2M is already compute-bound, see ``trainer_update_frac_of_fp32_peak``.)
   ``BENCH_TRAINER_SIZES=tiny`` runs one size only.
 
-Also prints the update phase's achieved FLOP/s (6·N per trained token + 2·N per
-reference token, counting the tokens the passes actually run: each distinct prompt once,
-plus the responses) against a measured matmul peak of this machine (this CPU has no fast bf16: its bf16 peak is ~100x
-below fp32, so both trainers run fp32).
+Also prints the update phase's achieved FLOP/s (the matmul FLOPs of the policy's forward +
+backward and the reference forward, counting what the passes actually run — each distinct prompt
+once, the responses, the LM head only where logits are read, the last layer's skipped prompt
+work; see ``update_flops``) against a measured matmul peak of this machine (this CPU has no fast
+bf16: its bf16 peak is ~100x below fp32, so both trainers run fp32).
 """
 from __future__ import annotations
 
@@ -144,15 +145,37 @@ def run_ours(out_dir: str, size: str) -> dict:
     # tokens the update's passes run: every distinct prompt once (shared) or G times (not), plus responses
     prompt_runs = B_QUESTIONS if tr.learner.share_train else B_QUESTIONS * G
     computed = [prompt_runs * prompt_tokens + r["rollout/response_len"] * B_QUESTIONS * G for r in rows]
+    flops = [update_flops(model, prompt_runs, prompt_tokens, r["rollout/response_len"], tr.learner.direct_train)
+             for r in rows]
     return {
         "step_s": min(r["time/step"] for r in rows),
         "update_s": min(r["time/prepare"] + r["time/update"] for r in rows),
         "tokens": statistics.median(r["throughput/tokens_per_s"] * r["time/step"] for r in rows),
         "computed_tokens": statistics.median(computed),
+        "update_flops": statistics.median(flops),
         "gen_s": min(r["time/generate"] for r in rows),
         "completion_len": statistics.mean(r["rollout/response_len"] for r in rows),
         "n_params": n_params,
     }
+
+
+def update_flops(model, prompt_runs: int, prompt_len: float, response_len: float, last_layer_skip: bool) -> float:
+    """Matmul FLOPs of one update phase (projections and LM head; attention scores left out): the policy's
+    forward + backward (3 forwards) and the reference forward, i.e. 4x the forward FLOPs, counting what
+    the passes run: each of ``prompt_runs`` prompts of ``prompt_len`` tokens, the B*G responses of
+    ``response_len`` tokens (logits at every response position), and — with ``last_layer_skip`` (the
+    direct shared-prompt pass) — only the key/value projections of the last layer at prompt positions
+    other than the last."""
+    layers = model.model.layers
+    body = [sum(p.numel() for p in layer.parameters() if p.dim() == 2) for layer in layers]
+    last_kv = layers[-1].self_attn.k_proj.weight.numel() + layers[-1].self_attn.v_proj.weight.numel()
+    head = model.lm_head.weight.numel()
+    rows = B_QUESTIONS * G
+    full_tokens = prompt_runs + rows * (response_len - 1)     # prompt last positions + fed response tokens
+    other_prompt = prompt_runs * (prompt_len - 1)
+    per_other = sum(body) - body[-1] + last_kv if last_layer_skip else sum(body)
+    forward = 2 * (sum(body) * full_tokens + per_other * other_prompt + head * rows * response_len)
+    return 4 * forward
 
 
 def run_trl(out_dir: str, size: str) -> dict:
@@ -219,7 +242,7 @@ def compare(size: str, d: str) -> dict:
         trl_runs.append(run_trl(os.path.join(d, f"trl-{size}-{r}"), size))
     ours, trl = _fastest(ours_runs), _fastest(trl_runs)
     # update phase: policy forward+backward (6N/token) + reference forward (2N/token)
-    ours["update_tflops"] = 8 * ours["n_params"] * ours["computed_tokens"] / ours["update_s"] / 1e12
+    ours["update_tflops"] = ours["update_flops"] / ours["update_s"] / 1e12
     return {"ours": ours, "trl": trl, "speedup": trl["step_s"] / ours["step_s"]}
 
 

@@ -67,6 +67,29 @@ def test_one_grpo_step_changes_weights_and_logs(tiny, questions, tmp_path, tiny_
     assert (tmp_path / "final" / "config.json").is_file()
 
 
+def test_fused_optimizer_gives_the_same_update(tiny_dir, questions, tmp_path, tiny_config):
+    """optimizer.fused runs torch's fused AdamW for the policy and the critic: the same weights to rounding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    weights = {}
+    for fused in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+        cfg = tiny_config(tmp_path / str(fused), total_steps=2, algorithm__name="ppo", algorithm__group_size=1,
+                          optimizer__fused=str(fused).lower(), optimizer__critic_warmup_ratio=0.0)
+        tr = Trainer(cfg, policy=model, tokenizer=tok, train_examples=questions, reward_fn=letter_reward(tok),
+                     log_to_disk=False)
+        assert tr.learner.opt.defaults["fused"] is (True if fused else None)
+        assert tr.learner.copt.defaults["fused"] is (True if fused else None)
+        for _ in range(2):
+            tr.train_step()
+        weights[fused] = {k: v.clone() for k, v in model.state_dict().items()}
+    assert any(not torch.equal(v, model.state_dict()[k]) for k, v in
+               AutoModelForCausalLM.from_pretrained(tiny_dir).state_dict().items())       # it trained
+    for k, v in weights[False].items():
+        torch.testing.assert_close(weights[True][k], v, atol=1e-6, rtol=1e-5, msg=k)
+
+
 def _letter_mass(model, tok, prompts):
     """Probability the policy puts on a lowercase letter as the first response token."""
     ids = sorted(letter_ids(tok))

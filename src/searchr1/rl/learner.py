@@ -99,12 +99,14 @@ class Learner:
             self.critic = ValueModel.from_policy(self._base_model()).to(device)
         o = cfg.optimizer
         params = [p for p in policy.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=o.actor_lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        fused = True if o.fused else None    # None: torch picks its default (for-each) implementation
+        self.opt = torch.optim.AdamW(params, lr=o.actor_lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+                                     fused=fused)
         self.sched = _scheduler(self.opt, o.actor_warmup_ratio, cfg.total_steps, o.schedule, o.min_lr_ratio)
         self.copt = self.csched = None
         if self.critic is not None:
             self.copt = torch.optim.AdamW(self.critic.parameters(), lr=o.critic_lr, betas=tuple(o.betas),
-                                          weight_decay=o.weight_decay)
+                                          weight_decay=o.weight_decay, fused=fused)
             self.csched = _scheduler(self.copt, o.critic_warmup_ratio, cfg.total_steps, o.schedule, o.min_lr_ratio)
         if self.algo.kl_controller == "adaptive":
             self.kl_ctl = ca.AdaptiveKLController(self.algo.kl_coef, self.algo.kl_target, self.algo.kl_horizon)
