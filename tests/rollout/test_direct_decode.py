@@ -50,6 +50,39 @@ def test_direct_step_matches_the_transformers_forward(kind, llama_family):
     assert c_direct.get_seq_length() == c_hf.get_seq_length() == 7 + 4
 
 
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "llama-bias"])
+@pytest.mark.parametrize("onto", ["empty cache", "filled cache"])
+def test_direct_prefill_matches_the_transformers_forward(kind, onto, llama_family):
+    """Several new tokens per row (a prompt prefill, or observations of different lengths appended to a
+    cache with padding): the same last-column logits and the same keys/values at every real column.
+    Three layers: the last runs its query, attention and MLP at the last column only."""
+    model = llama_family(kind, layers=3)
+    if onto == "filled cache":
+        cache, mask, start = _prefilled(model)
+    else:
+        with torch.inference_mode():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        cache, mask, start = DynamicCache(config=model.config), torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 1)
+    width, lengths = 5, (5, 2, 4)                      # left-padded new block, as HFSession._prefill lays it out
+    ids = torch.randint(0, V, (3, width))
+    new = torch.zeros(3, width, dtype=torch.long)
+    for r, n in enumerate(lengths):
+        new[r, width - n:] = 1
+    pos = (start.long() + (new.cumsum(1) - 1).clamp(min=0))
+    mask = torch.cat([mask, new], dim=1)
+    c_hf, c_direct = copy.deepcopy(cache), copy.deepcopy(cache)
+    with torch.inference_mode():
+        ref = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=c_hf, use_cache=True).logits[:, -1]
+        got = DirectDecodeStep(model)(ids, mask, pos, c_direct)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    real = mask.bool()
+    for la_hf, la_direct in zip(c_hf.layers, c_direct.layers):
+        for a, b in ((la_hf.keys, la_direct.keys), (la_hf.values, la_direct.values)):
+            assert a.shape == b.shape
+            torch.testing.assert_close(b.transpose(1, 2)[real], a.transpose(1, 2)[real], rtol=1e-5, atol=1e-5)
+
+
 def _assert_next_step_matches(model, step):
     """One decoding step after a fresh prefill: the direct step's logits equal the transformers forward's."""
     cache, mask, pos = _prefilled(model)

@@ -37,12 +37,14 @@ __all__ = ["SUPPORTED", "DirectDecodeStep", "unsupported_reason"]
 
 
 class DirectDecodeStep:
-    """``step(ids, mask, pos, cache) -> logits``: one new token per row through a supported model.
+    """``step(ids, mask, pos, cache) -> logits``: new tokens per row through a supported model.
 
-    ids, pos: (B, 1) token and position of each row's new token; mask: (B, T) 1 = real token,
-    the new column included; cache: a DynamicCache of plain dynamic layers (not offloaded, sliding
-    or quantized) holding the T - 1 earlier columns, appended to as the transformers forward would.
-    Returns next-token logits (B, V).
+    ids, pos: (B, T) the new tokens and their positions (T = 1 when decoding; T > 1 for a prefill
+    of prompts or appended observations, left-padded); mask: (B, S) 1 = real token, the T new
+    columns last; cache: a DynamicCache of plain dynamic layers (not offloaded, sliding or
+    quantized) holding the S - T earlier columns, appended to as the transformers forward would.
+    Returns the next-token logits of the last column (B, V). For T > 1 the last layer runs its
+    query, attention and MLP at the last column only (the other columns need only their K/V).
 
     The step holds references to the model's parameters (updated in place by an optimizer, so
     always current); call :meth:`refresh` after replacing parameter objects (``HFBackend`` does
@@ -65,13 +67,20 @@ class DirectDecodeStep:
 
     @torch.inference_mode()
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:
-        x = self.inner.embed_tokens(ids)                                    # (B, 1, H)
-        cos, sin = self.inner.rotary_emb(x, pos)                            # (B, 1, D)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)                       # (B, 1, 1, D)
-        attn_mask = mask.bool()[:, None, None, :]                           # (B, 1, 1, T)
+        T = ids.shape[1]
+        x = self.inner.embed_tokens(ids)                                    # (B, T, H)
+        cos, sin = self.inner.rotary_emb(x, pos)                            # (B, T, D)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)                       # (B, 1, T, D)
+        attn = mask.bool()[:, None, None, :]                                # (B, 1, 1, S) key is a real token
+        if T > 1:   # causal within the new columns; each query also sees itself (padding queries stay finite)
+            cols = torch.arange(mask.shape[1], device=mask.device)
+            rows = cols[-T:, None]                                          # (T, 1) column of each new token
+            attn = (attn & (cols <= rows)) | (cols == rows)                 # (B, 1, T, S)
+        last = len(self.layers) - 1
         for i, la in enumerate(self.layers):
             h = rms(x, *la.norm1)
-            q, k, v = la.heads(h, "q", cos, sin), la.heads(h, "k", cos, sin), la.heads(h, "v")  # (B, heads, 1, D)
-            k, v = cache.layers[i].update(k, v)                              # (B, KV, T, D)
-            x = la.mlp(la.attend(x, q, k, v, attn_mask))
-        return F.linear(rms(x, *self.norm)[:, -1], *self.head)
+            k, v = cache.layers[i].update(la.heads(h, "k", cos, sin), la.heads(h, "v"))   # (B, KV, S, D)
+            if i == last and T > 1:   # only the last position's output is read: the rest need only K/V
+                h, x, cos, sin, attn = h[:, -1:], x[:, -1:], cos[:, :, -1:], sin[:, :, -1:], attn[:, :, -1:]
+            x = la.mlp(la.attend(x, la.heads(h, "q", cos, sin), k, v, attn))
+        return F.linear(rms(x[:, -1], *self.norm), *self.head)

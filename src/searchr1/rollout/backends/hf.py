@@ -19,10 +19,10 @@ Two savings that keep the numbers (up to float rounding of a smaller matmul):
   turn (:class:`_ReservedLayer`) instead of concatenating a new, one-longer tensor per token and
   layer (on CPU that re-allocation, page faults included, took ~1/3 of the decoding time).
 
-``direct_decode=True``: decoding steps (one new token per row) of Llama-family models run
-through :class:`~searchr1.rollout.backends.direct_decode.DirectDecodeStep` — the same math on
-the model's own weights without the transformers module stack (a 0.09M model on CPU decodes
-1.6x faster). Other models, and models it cannot follow (LoRA-wrapped projections,
+``direct_decode=True``: decoding steps and prefills of Llama-family models run through
+:class:`~searchr1.rollout.backends.direct_decode.DirectDecodeStep` — the same math on the
+model's own weights without the transformers module stack (a 0.09M model on CPU decodes 1.6x
+faster; a prefill's last layer runs its query, attention and MLP at the last column only). Other models, and models it cannot follow (LoRA-wrapped projections,
 sliding windows, hooks), use the transformers forward; ``backend.decode_path`` says which and why.
 
 Works with any causal LM whose ``forward(input_ids, attention_mask, position_ids, cache |
@@ -139,8 +139,11 @@ class HFBackend:
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache):
         """Next-token logits of the last column (B, V) and the grown cache. ids, pos: (B, L); mask: (B, past + L)."""
-        if self._direct is not None and ids.shape[1] == 1 and _plain_dynamic(cache):
-            return self._direct(ids, mask, pos, cache), cache
+        if self._direct is not None:
+            if cache is None:
+                cache = DynamicCache(config=self.model.config)
+            if _plain_dynamic(cache):
+                return self._direct(ids, mask, pos, cache), cache
         kwargs = {self._cache_kw: cache, "use_cache": True}
         if self._keep_last:
             kwargs["logits_to_keep"] = 1
