@@ -11,10 +11,10 @@ default — an extra forward per backward that we do not do — so it is switche
 The table prints the mean sampled tokens per completion of both sides to show the
 generation work matches (a random policy rarely samples EOS: both run ~31 of 32).
 Rewards are the share of lowercase letters (no search, so the rollout is one turn).
-Each side runs twice, alternating (ours, TRL, ours, TRL), so both see the same drift of
-the machine's load; each run's first step is a warm-up and is not timed; of the rest (12
-per run tiny, 5 small) the fastest step counts (min, like ``timeit``): the machine is
-shared and load only ever adds time.
+Each side runs several times, alternating (ours, TRL, ours, TRL, ...: 4 rounds tiny, 2 small),
+so both see the same drift of the machine's load; each run's first step is a warm-up and is not
+timed; of the rest (12 per run tiny, 5 small) the fastest step counts (min, like ``timeit``):
+the machine is shared and load only ever adds time.
 
 What our side shares, and why the work stays equal. The 4 samples of a question carry
 the same prompt (~36 tokens here, as long as the responses). Both sides sample the same
@@ -30,22 +30,25 @@ we compute the prompt's hidden states once per question instead of once per samp
   norm of the benchmark's steps agree to ~1e-7 with the option off);
 * decoding appends into reserved cache columns instead of re-allocating the cache per
   token and layer, and decodes the stop-string tail only after tokens that can end one;
-* decoding steps run through ``rollout/backends/direct_decode.py``: the Qwen2's own weights
-  and submodules without the transformers module stack — the same sampled tokens, fewer
-  framework calls per token (32 rows x 32 tokens: 135 -> 84 ms tiny, 410 -> 349 ms small).
+* decoding steps and prefills run through ``rollout/backends/direct_decode.py``, and the
+  shared-prompt training and reference passes through ``rl/shared_prompt.py: direct_logits``:
+  the Qwen2's own weights and submodules without the transformers module stack
+  (``models/llama_direct.py``) — the same sampled tokens and the same loss, KL, entropy and grad
+  norm to ~1e-7, fewer framework calls; in the last layer the prompt positions run only their
+  key/value projections (their attention output and MLP would feed only the last position's
+  logits). Whole steps with ``model.direct_forward`` on vs off, alternating in one process: small
+  1.249 -> 1.065 s, tiny 0.209 -> 0.140 s.
 
-Measured on this 2-core machine (figures move ±15% between runs with the machine's load):
-small 1.0-1.35 s/step vs TRL 1.65-2.2 s = 1.35-1.72x; tiny 0.12-0.14 s vs TRL 0.24-0.34 s =
-1.92x, 2.25x and 2.49x in the three alternating-round runs (the last two with the direct step's
-per-session tables; 1.25-1.6x in single-round runs before). Where the small step's time goes:
-its update phase runs at ~0.55-0.75 of the measured fp32 matmul peak, and generation is 31
-decode steps of M=32 matmuls plus attention whose time is reading the KV cache. Sharing the
-prompt cuts the update's tokens 1.69x (1254 vs ~2150) and the prefill 4x; with TRL's kernels
-as efficient as ours that alone would give ~1.5x (measured: 1.35-1.72x, TRL's own overhead
-adds the rest), so 2x on the compute-bound size would take kernels ~1.3x faster than eager
-PyTorch's (fused attention and elementwise ops), not less work: what redundant work is left
-is small (the last layer's attention output and MLP at prompt positions, whose only use is
-the last position's logits: ~4% of the update).
+Measured on this 2-core machine (figures move ±15-25% between runs with the machine's load), three
+runs of the final code: tiny 0.114-0.143 s/step vs TRL 0.235-0.295 s = 2.20x, 2.01x, 2.06x; small
+1.02-1.09 s vs TRL 1.66-2.16 s = 1.66x, 1.62x, 1.99x. Where the small step's time goes: its
+update phase runs at ~0.6-0.77 of the measured fp32 matmul peak, and generation is 31 decode
+steps of M=32 matmuls (42-48 GFLOP/s measured with weights cycling through L3) plus attention. Sharing the
+prompt cuts the update's tokens 1.69x (1254 vs ~2150) and the prefill 4x; with TRL's kernels as
+efficient as ours that alone would give ~1.5x (TRL's own overhead and the direct paths' leaner
+calls add the rest), so a steady 2x on the compute-bound size would take kernels faster than
+eager PyTorch's (fused attention and elementwise ops), not less work: we know of no redundant
+work left after the last-layer skip.
 
 Two model sizes:
 
@@ -78,7 +81,9 @@ import torch
 B_QUESTIONS, G, T_NEW = 8, 4, 32
 # steps per side (the first is a warm-up); the fastest of the rest counts, so the noisier tiny size runs more
 STEPS = {"tiny": 13, "small": 6}
-ROUNDS = 2   # each side runs this many times, alternating with the other
+# each side runs this many times, alternating with the other; the cheap tiny size runs more rounds
+# because the machine's load moves in windows of seconds that a short run can fall into entirely
+ROUNDS = {"tiny": 4, "small": 2}
 
 
 def _tokenizer():
@@ -237,7 +242,7 @@ def _fastest(runs: list[dict]) -> dict:
 
 def compare(size: str, d: str) -> dict:
     ours_runs, trl_runs = [], []
-    for r in range(ROUNDS):   # ours, TRL, ours, TRL: both sides see the same drift of the machine's load
+    for r in range(ROUNDS[size]):   # ours, TRL, ours, TRL: both sides see the same drift of the machine's load
         ours_runs.append(run_ours(os.path.join(d, f"ours-{size}-{r}"), size))
         trl_runs.append(run_trl(os.path.join(d, f"trl-{size}-{r}"), size))
     ours, trl = _fastest(ours_runs), _fastest(trl_runs)

@@ -21,18 +21,17 @@ checkpointed training), use the plain forward: :func:`share_prompt_unsupported` 
 ``direct=True`` (Llama, Qwen2, Qwen3 — ``models/llama_direct.py`` says which models qualify)
 runs the same two passes as plain functions of the model's weights instead of two transformers
 forwards, layer by layer: the prompt rows (U) and then the response rows (B) on top of the
-gathered prompt K/V, with the masks built once. Same values (the same ops in the same order),
-less framework overhead per call, and one saving the module stack cannot make: in the last
-layer the prompt positions need only their keys and values (for the responses' attention) —
-their attention output and MLP feed nothing but the last position's logits, so the last layer
-runs the query, attention and MLP at that position only.
+gathered prompt K/V, with the masks built once. The same math (values equal to float rounding,
+``tests/rl/test_shared_prompt.py``), less framework overhead per call, and one saving the module
+stack cannot make: in the last layer the prompt positions need only their keys and values (for
+the responses' attention) — their attention output and MLP feed nothing but the last position's
+logits, so the last layer runs the query, attention and MLP at that position only.
 """
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 import torch.nn.functional as F
+from torch import Tensor
 
 from searchr1.models import llama_direct as direct_fn
 from searchr1.models.signature import cache_kwarg, forward_params
