@@ -6,7 +6,7 @@ two direct paths built on this file run the same math in the same order as the t
 path, on the model's own parameters and submodules (embedding, rotary module, activation), with
 nothing copied:
 
-* ``rollout/backends/direct_decode.py``: one decoding step (one new token per row);
+* ``rollout/backends/direct_decode.py``: a decoding step (one new token per row) or a prefill;
 * ``rl/shared_prompt.py``: the teacher-forced training / reference pass over shared prompts.
 
 One decoder layer, as both paths compute it::
@@ -79,6 +79,18 @@ def rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + rotate_half(x) * sin
 
 
+def causal_mask(key_real: Tensor, new: int) -> Tensor:
+    """Attention mask of the last ``new`` columns as queries: (B, 1, new, S) bool, True = attend.
+
+    key_real: (B, S) bool, True = a real token. A query sees the real columns up to its own, and
+    always itself, so a padding query is never left with nothing to attend to (some kernels would
+    return NaN for it; its row is never read).
+    """
+    cols = torch.arange(key_real.shape[1], device=key_real.device)
+    rows = cols[-new:, None]                                               # (new, 1) column of each query
+    return ((key_real[:, None, :] & (cols <= rows)) | (cols == rows))[:, None]
+
+
 class LayerWeights:
     """The tensors and settings of one decoder layer, read once per pass or session (module
     attribute lookups cost more than the arithmetic of a tiny model's decoding step)."""
@@ -110,6 +122,16 @@ class LayerWeights:
         B, T, _ = x.shape
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=True)
         return x + F.linear(o.transpose(1, 2).reshape(B, T, -1), *self.o)
+
+    def finish(self, x: Tensor, h: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, mask: Tensor,
+               only_last: bool = False) -> Tensor:
+        """The layer once its keys and values are known: attention with the queries of h = rms(x), then
+        the MLP. x, h (B, T, H); k, v (B, KV, S, D); cos, sin (B, 1, T, D); mask (B, 1, T, S).
+        ``only_last``: run the query, attention and MLP at the last position only, returning (B, 1, H)
+        (when the other positions are needed only for their keys and values)."""
+        if only_last:
+            x, h, cos, sin, mask = x[:, -1:], h[:, -1:], cos[:, :, -1:], sin[:, :, -1:], mask[:, :, -1:]
+        return self.mlp(self.attend(x, self.heads(h, "q", cos, sin), k, v, mask))
 
     def mlp(self, x: Tensor) -> Tensor:
         """Residual gated MLP: x + down(act(gate(rms(x))) * up(rms(x))). x (B, T, H)."""

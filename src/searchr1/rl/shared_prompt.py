@@ -108,7 +108,7 @@ def shared_prompt_logits(model, input_ids: Tensor, prompt_len: Tensor, responses
     (the distribution of response token j). Padding entries (valid_mask 0) are unspecified.
     direct: run :func:`direct_logits` (the caller checks ``llama_direct.unsupported_reason`` once).
     """
-    kw = cache_kwarg(model)
+    kw = None if direct else cache_kwarg(model)
     if kw is None and not direct:
         raise TypeError(f"{type(model).__name__}.forward takes no KV cache; use the plain forward "
                         "(model.share_prompt=false)")
@@ -147,35 +147,29 @@ def direct_logits(model, p_ids: Tensor, p_mask: Tensor, p_pos: Tensor, inv: Tens
     if type(model).__name__ not in direct_fn.SUPPORTED:
         raise TypeError(f"direct forward: {type(model).__name__} is not one of {', '.join(direct_fn.SUPPORTED)}; "
                         "set model.direct_forward=false")
-    inner, dev = model.model, p_ids.device
+    inner = model.model
     layers = [direct_fn.LayerWeights(layer) for layer in inner.layers]
     (U, P), (B, Rm) = p_ids.shape, r_ids.shape
     real = p_mask.bool()                                                            # (U, P) key is a prompt token
-    causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
-    # padding queries attend to themselves only: no kernel sees a query with nothing to attend to
-    # (their rows are never read)
-    p_attn = ((causal & real[:, None, :]) | torch.eye(P, dtype=torch.bool, device=dev))[:, None]   # (U, 1, P, P)
+    p_attn = direct_fn.causal_mask(real, P)                                         # (U, 1, P, P)
     xp = inner.embed_tokens(p_ids)                                                  # (U, P, H)
     cp, sp = (t.unsqueeze(1) for t in inner.rotary_emb(xp, p_pos))                 # (U, 1, P, D)
     if Rm:
         xr = inner.embed_tokens(r_ids)                                              # (B, Rm, H)
         cr, sr = (t.unsqueeze(1) for t in inner.rotary_emb(xr, r_pos))
-        r_causal = torch.ones(Rm, Rm, dtype=torch.bool, device=dev).tril() & r_valid.bool()[:, None, :]
-        r_attn = torch.cat([real.index_select(0, inv)[:, None, :].expand(B, Rm, P), r_causal], 2)[:, None]
+        # each response query sees its prompt's real tokens and its own response up to itself
+        r_attn = direct_fn.causal_mask(torch.cat([real.index_select(0, inv), r_valid.bool()], 1), Rm)
     last = len(layers) - 1
     for i, la in enumerate(layers):
         h = direct_fn.rms(xp, *la.norm1)
         kp, vp = la.heads(h, "k", cp, sp), la.heads(h, "v")                          # (U, KV, P, D)
-        if i < last:
-            xp = la.mlp(la.attend(xp, la.heads(h, "q", cp, sp), kp, vp, p_attn))
-        else:   # only the last position's output is read (it predicts response token 0)
-            q = la.heads(h[:, -1:], "q", cp[:, :, -1:], sp[:, :, -1:])
-            xp = la.mlp(la.attend(xp[:, -1:], q, kp, vp, real[:, None, None, :]))
+        # the last layer: only the prompt's last position is read (it predicts response token 0)
+        xp = la.finish(xp, h, kp, vp, cp, sp, p_attn, only_last=i == last)
         if Rm:
             h = direct_fn.rms(xr, *la.norm1)
             k = torch.cat([kp.index_select(0, inv), la.heads(h, "k", cr, sr)], 2)    # (B, KV, P + Rm, D)
             v = torch.cat([vp.index_select(0, inv), la.heads(h, "v")], 2)
-            xr = la.mlp(la.attend(xr, la.heads(h, "q", cr, sr), k, v, r_attn))
+            xr = la.finish(xr, h, k, v, cr, sr, r_attn)
     x = xp[:, -1:].index_select(0, inv)                                             # (B, 1, H)
     if Rm:
         x = torch.cat([x, xr], 1)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from searchr1.models.llama_direct import SUPPORTED, LayerWeights, rms, unsupported_reason
+from searchr1.models.llama_direct import SUPPORTED, LayerWeights, causal_mask, rms, unsupported_reason
 
 __all__ = ["SUPPORTED", "DirectDecodeStep", "unsupported_reason"]
 
@@ -77,16 +77,12 @@ class DirectDecodeStep:
         x = self.inner.embed_tokens(ids)                                    # (B, T, H)
         cos, sin = self.inner.rotary_emb(x, pos)                            # (B, T, D)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)                       # (B, 1, T, D)
-        attn = mask.bool()[:, None, None, :]                                # (B, 1, 1, S) key is a real token
-        if T > 1:   # causal within the new columns; each query also sees itself (padding queries stay finite)
-            cols = torch.arange(mask.shape[1], device=mask.device)
-            rows = cols[-T:, None]                                          # (T, 1) column of each new token
-            attn = (attn & (cols <= rows)) | (cols == rows)                 # (B, 1, T, S)
+        # decoding: the one query sees every real column; a prefill: causal within the new columns
+        attn = causal_mask(mask.bool(), T) if T > 1 else mask.bool()[:, None, None, :]   # (B, 1, T, S)
         last = len(self.layers) - 1
         for i, la in enumerate(self.layers):
             h = rms(x, *la.norm1)
             k, v = cache.layers[i].update(la.heads(h, "k", cos, sin), la.heads(h, "v"))   # (B, KV, S, D)
-            if i == last and T > 1:   # only the last position's output is read: the rest need only K/V
-                h, x, cos, sin, attn = h[:, -1:], x[:, -1:], cos[:, :, -1:], sin[:, :, -1:], attn[:, :, -1:]
-            x = la.mlp(la.attend(x, la.heads(h, "q", cos, sin), k, v, attn))
+            # a prefill's last layer: only the last position's output is read, the rest need only K/V
+            x = la.finish(x, h, k, v, cos, sin, attn, only_last=i == last and T > 1)
         return F.linear(rms(x[:, -1], *self.norm), *self.head)

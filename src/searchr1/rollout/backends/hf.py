@@ -22,8 +22,9 @@ Two savings that keep the numbers (up to float rounding of a smaller matmul):
 ``direct_decode=True``: decoding steps and prefills of Llama-family models run through
 :class:`~searchr1.rollout.backends.direct_decode.DirectDecodeStep` — the same math on the
 model's own weights without the transformers module stack (a 0.09M model on CPU decodes 1.6x
-faster; a prefill's last layer runs its query, attention and MLP at the last column only). Other models, and models it cannot follow (LoRA-wrapped projections,
-sliding windows, hooks), use the transformers forward; ``backend.decode_path`` says which and why.
+faster; a prefill's last layer runs its query, attention and MLP at the last column only).
+Other models, and models it cannot follow (LoRA-wrapped projections, sliding windows, hooks),
+use the transformers forward; ``backend.decode_path`` says which and why.
 
 Works with any causal LM whose ``forward(input_ids, attention_mask, position_ids, cache |
 past_key_values, use_cache)`` returns logits and the cache (transformers models and custom ones).
