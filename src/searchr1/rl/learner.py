@@ -119,34 +119,31 @@ class Learner:
         self.direct_train, self.direct_eval = self._direct_modes()
 
     def _share_prompt_modes(self) -> tuple[bool, bool]:
-        """(training pass, no-grad passes) run shared prompts (``model.share_prompt``); logs why not."""
-        if not self.cfg.model.share_prompt:
-            return False, False
+        """(training pass, no-grad passes) run shared prompts (``model.share_prompt``)."""
         from searchr1.rl.shared_prompt import share_prompt_unsupported
 
-        modes = []
-        for training in (True, False):
-            why = share_prompt_unsupported(self.policy, training)
-            if why:
-                log.info("model.share_prompt: full forward for the %s pass: %s", "training" if training else
-                         "reference/old-log-prob", why)
-            modes.append(why is None)
-        return modes[0], modes[1]
+        on = self.cfg.model.share_prompt
+        return self._pass_modes("model.share_prompt", "full forward", share_prompt_unsupported, (on, on))
 
     def _direct_modes(self) -> tuple[bool, bool]:
         """(training pass, no-grad passes) of the shared prompts run as plain functions of the weights
-        (``model.direct_forward``); logs why not."""
-        if not self.cfg.model.direct_forward or not (self.share_train or self.share_eval):
-            return False, False
+        (``model.direct_forward``)."""
         from searchr1.models.llama_direct import unsupported_reason
 
+        on = self.cfg.model.direct_forward
+        return self._pass_modes("model.direct_forward", "transformers forward", unsupported_reason,
+                                (on and self.share_train, on and self.share_eval))
+
+    def _pass_modes(self, option: str, fallback: str, unsupported, enabled: tuple[bool, bool]) -> tuple[bool, bool]:
+        """Whether an enabled option runs for the (training, no-grad) passes: ``unsupported(policy, training)``
+        gives the reason it cannot, logged once with the ``fallback`` taken instead."""
         modes = []
-        for training, shared in ((True, self.share_train), (False, self.share_eval)):
-            why = unsupported_reason(self.policy, training)
-            if shared and why:
-                log.info("model.direct_forward: transformers forward for the %s pass: %s",
+        for training, on in zip((True, False), enabled):
+            why = unsupported(self.policy, training) if on else None
+            if why:
+                log.info("%s: %s for the %s pass: %s", option, fallback,
                          "training" if training else "reference/old-log-prob", why)
-            modes.append(shared and why is None)
+            modes.append(on and why is None)
         return modes[0], modes[1]
 
     def _base_model(self):
