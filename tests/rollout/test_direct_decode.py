@@ -154,3 +154,41 @@ def test_unsupported_models_use_the_transformers_forward_and_say_why(tok, llama_
     assert backend.decode_path.startswith("transformers forward (the model has forward hooks")
     with pytest.raises(ValueError, match="direct decoding does not support this model: .*hooks"):
         DirectDecodeStep(hooked)
+
+
+@pytest.mark.parametrize("rope", ["default", "dynamic"])
+def test_rotary_table_equals_the_rotary_module(rope, llama_family):
+    """The decoding step's cos / sin table gives exactly what the model's rotary module gives, past the
+    table's first size (it grows) and in bf16; a rope whose frequencies depend on the sequence length
+    (dynamic) is not tabulated but computed by the module every time."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from searchr1.models.llama_direct import RotaryTable, rope as apply_rope
+
+    if rope == "default":
+        rot = llama_family("qwen2").model.rotary_emb
+    else:
+        cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                          num_attention_heads=4, max_position_embeddings=64,
+                          rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0})
+        rot = LlamaForCausalLM(cfg).model.rotary_emb
+    table = RotaryTable(rot)
+    assert table.static == (rope == "default")
+    for dtype in (torch.float32, torch.bfloat16):
+        for hi in (40, 700):                      # 700: past the first table (256 positions)
+            pos = torch.randint(0, hi, (3, 5))
+            x = torch.zeros(3, 5, 8, dtype=dtype)
+            cos, sin = table(x, pos)
+            ref_cos, ref_sin = rot(x, pos)
+            half = ref_sin.shape[-1] // 2
+            assert cos.dtype == dtype and cos.shape == (3, 1, 5, ref_cos.shape[-1])
+            assert torch.equal(cos[:, 0], ref_cos)
+            assert torch.equal(sin[:, 0, ..., half:], ref_sin[..., half:])
+            assert torch.equal(sin[:, 0, ..., :half], -ref_sin[..., :half])    # folded: first half negated
+            # the folded sin with roll is transformers' x * cos + rotate_half(x) * sin, exactly
+            q = torch.randn(3, 2, 5, ref_cos.shape[-1], dtype=dtype)
+            x1, x2 = q.chunk(2, dim=-1)
+            ref = q * ref_cos[:, None] + torch.cat((-x2, x1), dim=-1) * ref_sin[:, None]
+            assert torch.equal(apply_rope(q, cos, sin), ref)
+    if rope == "default":
+        assert table.table.shape[0] == 1024

@@ -69,14 +69,51 @@ def rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+def rope(x: Tensor, cos: Tensor, sin_folded: Tensor) -> Tensor:
+    """Rotary embedding of x (B, heads, T, D): ``x * cos + rotate_half(x) * sin`` as transformers computes it,
+    with cos (B, 1, T, D) and ``sin_folded`` = sin with its first half negated (:func:`rotary`).
+
+    rotate_half(x) = cat(-x2, x1) and roll(x, D/2) = cat(x2, x1), so rotate_half(x) * sin equals
+    roll(x, D/2) * sin_folded exactly (-a * b = a * -b): one op instead of chunk, neg and cat.
+    """
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_folded
 
 
-def rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary embedding of x (B, heads, T, D) with cos, sin (B, 1, T, D) from the model's rotary module."""
-    return x * cos + rotate_half(x) * sin
+def rotary(rotary_emb: nn.Module, x: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+    """cos and folded sin (B, 1, T, D) for positions pos (B, T) from the model's rotary module (x: its dtype)."""
+    cos, sin = rotary_emb(x, pos)
+    half = sin.shape[-1] // 2
+    return cos.unsqueeze(1), torch.cat((-sin[..., :half], sin[..., half:]), -1).unsqueeze(1)
+
+
+class RotaryTable:
+    """:func:`rotary` by table lookup: the model's rotary module runs once for positions 0..n-1 (n grows
+    by doubling as needed), then each call is one embedding lookup instead of the module's ~10 ops per
+    decoding step. Exact: every entry is the product inv_freq * position whatever else is in the batch.
+    Rope types whose frequencies depend on the sequence length (dynamic, longrope) and per-layer rope
+    types call the module every time."""
+
+    STATIC = ("default", "linear", "llama3", "yarn")
+
+    def __init__(self, rotary_emb: nn.Module):
+        self.module = rotary_emb
+        self.static = isinstance(getattr(rotary_emb, "rope_type", None), str) and rotary_emb.rope_type in self.STATIC
+        self.table: Tensor | None = None          # (n, 2D): cos | folded sin
+
+    def __call__(self, x: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.static:
+            return rotary(self.module, x, pos)
+        need = int(pos.max()) + 1
+        t = self.table
+        if t is None or t.shape[0] < need or t.dtype != x.dtype or t.device != x.device:
+            n = 256
+            while n < need:
+                n *= 2
+            cos, sin = rotary(self.module, x, torch.arange(n, device=x.device)[None])   # (1, 1, n, D)
+            t = self.table = torch.cat((cos[0, 0], sin[0, 0]), -1)
+        cs = F.embedding(pos, t).unsqueeze(1)                                       # (B, 1, T, 2D)
+        D = t.shape[1] // 2
+        return cs[..., :D], cs[..., D:]
 
 
 def causal_mask(key_real: Tensor, new: int) -> Tensor:
@@ -108,7 +145,7 @@ class LayerWeights:
 
     def heads(self, h: Tensor, which: str, cos: Tensor | None = None, sin: Tensor | None = None) -> Tensor:
         """Project h (B, T, H) to heads (B, heads, T, D): ``which`` in q / k / v; head norm (Qwen3) and
-        rotary embedding for q and k (cos, sin: (B, 1, T, D))."""
+        rotary embedding for q and k (cos, sin: (B, 1, T, D) from :func:`rotary`, sin folded)."""
         B, T, _ = h.shape
         x = F.linear(h, *getattr(self, which)).view(B, T, -1, self.head_dim)
         if which != "v" and self.qk_norm is not None:

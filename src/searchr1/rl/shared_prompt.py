@@ -153,10 +153,10 @@ def direct_logits(model, p_ids: Tensor, p_mask: Tensor, p_pos: Tensor, inv: Tens
     real = p_mask.bool()                                                            # (U, P) key is a prompt token
     p_attn = direct_fn.causal_mask(real, P)                                         # (U, 1, P, P)
     xp = inner.embed_tokens(p_ids)                                                  # (U, P, H)
-    cp, sp = (t.unsqueeze(1) for t in inner.rotary_emb(xp, p_pos))                 # (U, 1, P, D)
+    cp, sp = direct_fn.rotary(inner.rotary_emb, xp, p_pos)                         # (U, 1, P, D)
     if Rm:
         xr = inner.embed_tokens(r_ids)                                              # (B, Rm, H)
-        cr, sr = (t.unsqueeze(1) for t in inner.rotary_emb(xr, r_pos))
+        cr, sr = direct_fn.rotary(inner.rotary_emb, xr, r_pos)
         # each response query sees its prompt's real tokens and its own response up to itself
         r_attn = direct_fn.causal_mask(torch.cat([real.index_select(0, inv), r_valid.bool()], 1), Rm)
     last = len(layers) - 1

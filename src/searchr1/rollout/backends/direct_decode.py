@@ -8,7 +8,7 @@ plumbing, the six-op RMSNorm. This step does the same math in the same order as 
 SDPA path; for one new token per row::
 
     x = embed(ids)                                          (B, 1, H)
-    cos, sin = model.rotary_emb(x, pos)                     the model's own rotary module
+    cos, sin = rotary table(pos)                            the model's own rotary module, run once
     per layer:  q, k, v = heads(rms(x))                     (B, heads, 1, D), rotary on q and k
                 k, v = cache.update(k, v)                   (B, KV, T, D)
                 x = x + o_proj(sdpa(q, k, v, mask))         GQA without copying K/V
@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from searchr1.models.llama_direct import SUPPORTED, LayerWeights, causal_mask, rms, unsupported_reason
+from searchr1.models.llama_direct import SUPPORTED, LayerWeights, RotaryTable, causal_mask, rms, unsupported_reason
 
 __all__ = ["SUPPORTED", "DirectDecodeStep", "unsupported_reason"]
 
@@ -70,13 +70,13 @@ class DirectDecodeStep:
         self.layers = [LayerWeights(layer) for layer in self.inner.layers]
         self.norm = (self.inner.norm.weight, self.inner.norm.variance_epsilon)
         self.head = (self.model.lm_head.weight, self.model.lm_head.bias)
+        self.rotary = RotaryTable(self.inner.rotary_emb)
 
     @torch.inference_mode()
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:
         T = ids.shape[1]
         x = self.inner.embed_tokens(ids)                                    # (B, T, H)
-        cos, sin = self.inner.rotary_emb(x, pos)                            # (B, T, D)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)                       # (B, 1, T, D)
+        cos, sin = self.rotary(x, pos)                                      # (B, 1, T, D), sin folded
         # decoding: the one query sees every real column; a prefill: causal within the new columns
         attn = causal_mask(mask.bool(), T) if T > 1 else mask.bool()[:, None, None, :]   # (B, 1, T, S)
         last = len(self.layers) - 1
