@@ -6,7 +6,8 @@ temperature 1 (no top-k / top-p), fp32 on CPU, one thread, one generation and on
 optimizer update per step (TRL: ``num_iterations=1``, ``steps_per_generation=1``, so it
 skips its old-log-prob pass exactly as we do), KL 0.001 to a frozen reference (one
 reference forward each), token-mean loss on both (TRL ``loss_type="dapo"`` = our
-``token-mean``), entropy logged by both. TRL 1.x turns gradient checkpointing on by
+``token-mean``), entropy logged by both, torch's fused AdamW on both (TRL's default optimizer,
+``adamw_torch_fused``; ours with ``optimizer.fused=true``). TRL 1.x turns gradient checkpointing on by
 default — an extra forward per backward that we do not do — so it is switched off here.
 The table prints the mean sampled tokens per completion of both sides to show the
 generation work matches (a random policy rarely samples EOS: both run ~31 of 32).
@@ -135,7 +136,7 @@ def run_ours(out_dir: str, size: str) -> dict:
         "rollout.max_prompt_tokens=128", "rollout.max_total_tokens=256", f"data.batch_size={B_QUESTIONS}",
         f"data.mini_batch_size={B_QUESTIONS}", f"data.micro_batch_size={B_QUESTIONS * G}", "algorithm.name=grpo",
         f"algorithm.group_size={G}", "algorithm.kl_coef=0.001", "optimizer.actor_lr=1e-5",
-        "optimizer.actor_warmup_ratio=0", f"total_steps={STEPS[size]}", "logging.progress_bar=false",
+        "optimizer.actor_warmup_ratio=0", "optimizer.fused=true", f"total_steps={STEPS[size]}", "logging.progress_bar=false",
         "logging.jsonl=false", "logging.plot=false", f"output_dir={out_dir}", "device=cpu", "data.shuffle=false"])
     cfg.data.prompt_template = "{question}"
 
