@@ -1,4 +1,6 @@
 """Shared-prompt forward (each distinct prompt once, KV cache gathered to its rows) = the full forward."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -120,16 +122,25 @@ def _single_token_responses() -> list[Trajectory]:
 
 
 @pytest.mark.parametrize("kind", ["qwen2", "qwen3", "llama-bias"])
-@pytest.mark.parametrize("lengths", ["mixed", "one-single", "all-single"])
-def test_direct_forward_logprobs_and_gradients_equal_the_full_forward(kind, lengths, llama_family):
+@pytest.mark.parametrize("lengths", ["mixed", "one-single", "all-single", "unique-prompts"])
+def test_direct_forward_logprobs_and_gradients_equal_the_full_forward(kind, lengths, llama_family, monkeypatch):
     """Three layers (a middle one, and the last one that runs the prompt's query and MLP at its last
-    position only), left-padded shared prompts, injected tokens, interleaved groups."""
+    position only), left-padded shared prompts, injected tokens, interleaved groups; and a batch where
+    no prompt repeats (PPO with one sample per question), which also takes the direct pass."""
+    from searchr1.rl import shared_prompt
+
     model = llama_family(kind, layers=3).train()
     trajs = _single_token_responses() if lengths == "all-single" else _grouped(with_single_token=lengths == "one-single")
+    if lengths == "unique-prompts":
+        trajs = [replace(t, prompt_ids=t.prompt_ids + [i], group_id=i) for i, t in enumerate(trajs)]
     batch = collate(trajs, [0.0] * 9, pad_id=299)
     assert unsupported_reason(model, training=True) is None
     lp_full, g_full = _logps_and_grads(model, batch, share=False)
+    calls = []
+    direct_logits = shared_prompt.direct_logits
+    monkeypatch.setattr(shared_prompt, "direct_logits", lambda *a: calls.append(len(a[1])) or direct_logits(*a))
     lp_direct, g_direct = _logps_and_grads(model, batch, share=True, direct=True)
+    assert calls == [9 if lengths == "unique-prompts" else 3]       # distinct prompts run
     assert torch.isfinite(lp_direct).all()
     torch.testing.assert_close(lp_direct, lp_full, atol=1e-5, rtol=1e-5)
     assert g_full.keys() == g_direct.keys() and len(g_full) == len(list(model.parameters()))

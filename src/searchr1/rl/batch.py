@@ -109,7 +109,8 @@ def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt:
     (:func:`searchr1.rl.shared_prompt.shared_prompt_logits`; the caller checks the model
     supports it). Used only when some prompt repeats; otherwise the plain path below.
     ``direct``: that shared-prompt pass runs as plain functions of a Llama-family model's
-    weights (``shared_prompt.direct_logits``; the caller checks ``llama_direct.unsupported_reason``).
+    weights (``shared_prompt.direct_logits``; the caller checks ``llama_direct.unsupported_reason``),
+    also when no prompt repeats.
 
     Two savings of the plain path that leave the values unchanged (up to kernel rounding):
 
@@ -141,12 +142,14 @@ def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt:
 
 
 def _shared_prompt_logits(model, batch: Batch, direct: bool = False) -> Tensor | None:
-    """Shared-prompt logits (B, R, V), or None when no two rows share a prompt (nothing to save)."""
+    """Shared-prompt logits (B, R, V), or None when no two rows share a prompt and the pass is not direct
+    (nothing to save; the direct pass still saves framework overhead and the last layer's prompt work,
+    so it runs every prompt once even when each row has its own, e.g. PPO with one sample per question)."""
     from searchr1.rl.shared_prompt import prompt_groups, shared_prompt_logits
 
     plen = batch.resp_index[:, 0] + 1                                  # (B,) prompt lengths
     groups = prompt_groups(batch.input_ids, plen)
-    if len(groups[0]) == len(batch):
+    if len(groups[0]) == len(batch) and not direct:
         return None
     return shared_prompt_logits(model, batch.input_ids, plen, batch.responses, batch.valid_mask, groups, direct)
 
