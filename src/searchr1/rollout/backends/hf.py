@@ -296,12 +296,11 @@ class HFSession:
 
     # -- parking: rows that finished their turn leave the batch until the turn ends ---------------
     def _parkable(self) -> bool:
-        """Parking slices cache tensors directly: only plain (non-sliding) dynamic layers or tuples."""
+        """Parking slices cache tensors directly: only legacy tuples or plain dynamic layers (not offloaded,
+        sliding or quantized: :func:`_plain_dynamic`) that already hold keys."""
         if isinstance(self.cache, tuple):
             return True
-        layers = getattr(self.cache, "layers", None)
-        return bool(layers) and all(type(la) in (DynamicLayer, _ReservedLayer) and la.keys is not None
-                                    for la in layers)
+        return _plain_dynamic(self.cache) and all(la.keys is not None for la in self.cache.layers)
 
     def _layer_tensors(self) -> list[list[torch.Tensor]]:
         if isinstance(self.cache, tuple):
