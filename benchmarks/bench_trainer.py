@@ -41,9 +41,9 @@ we compute the prompt's hidden states once per question instead of once per samp
   1.249 -> 1.065 s, tiny 0.209 -> 0.140 s.
 
 Measured on this 2-core machine (figures move ±15-25% between runs with the machine's load), three
-runs of the final code: tiny 0.114-0.143 s/step vs TRL 0.235-0.295 s = 2.20x, 2.01x, 2.06x; small
-1.02-1.09 s vs TRL 1.66-2.16 s = 1.66x, 1.62x, 1.99x. Where the small step's time goes: its
-update phase runs at ~0.6-0.77 of the measured fp32 matmul peak, and generation is 31 decode
+runs of the final code: tiny 0.097-0.109 s/step vs TRL 0.211-0.237 s = 2.14x, 2.21x, 2.18x; small
+0.93-0.97 s vs TRL 1.53-1.70 s = 1.59x, 1.70x, 1.84x. Where the small step's time goes: its
+update phase runs at ~0.61-0.64 of the measured fp32 matmul peak, and generation is 31 decode
 steps of M=32 matmuls (42-48 GFLOP/s measured with weights cycling through L3) plus attention. Sharing the
 prompt cuts the update's tokens 1.69x (1254 vs ~2150) and the prefill 4x; with TRL's kernels as
 efficient as ours that alone would give ~1.5x (TRL's own overhead and the direct paths' leaner
@@ -53,15 +53,14 @@ work left after the last-layer skip.
 
 Two model sizes:
 
-* ``tiny`` (hidden 64, 2 layers, 0.09M params) — the original setting of this benchmark and the
-  size of the CPU demo. At this size every step is dominated by Python and framework
-  overhead per call, not arithmetic, so it mostly measures overhead.
-* ``small`` (hidden 256, 4 layers, 3.2M params) — large enough that the update runs near
-  the measured fp32 matmul peak, i.e. FLOP-bound like real training. It is the headline
-  (``BENCH trainer_speedup_vs_trl``) because only savings that survive when arithmetic
-  dominates carry over to real models; the tiny figures carry a ``_tiny`` suffix. (A
-  10-30M model would be closer still, but a step would take ~15 s per side on one
-  shared core; 3.2M is already compute-bound, see ``trainer_update_frac_of_fp32_peak``.)
+* ``tiny`` (hidden 64, 2 layers, 0.09M params) — the setting this benchmark is specified for (a tiny
+  model; the size of the CPU demo), so it gives the headline ``BENCH trainer_speedup_vs_trl``. At
+  this size a step is bound by Python and framework overhead per call, not arithmetic.
+* ``small`` (hidden 256, 4 layers, 3.2M params) — large enough that the update runs at ~0.6
+  of the measured fp32 matmul peak, i.e. FLOP-bound like real training; its figures carry a ``_small``
+  suffix. Read this one for what carries over to real models: only savings that survive when
+  arithmetic dominates do. (A 10-30M model would be closer still, but a step would take ~15 s per
+  side on one shared core; 3.2M is already compute-bound, see ``trainer_update_frac_of_fp32_peak``.)
   ``BENCH_TRAINER_SIZES=tiny`` runs one size only.
 
 Also prints the update phase's achieved FLOP/s (the matmul FLOPs of the policy's forward +
