@@ -58,9 +58,10 @@ class ModelConfig:
     line, for models without a KV cache / ``position_ids`` in ``forward`` and, for the training pass,
     under gradient checkpointing (rl/shared_prompt.py). False = always the full forward."""
     direct_forward: bool = True
-    """Llama, Qwen2 and Qwen3 models (SmolLM2 is a Llama) run the rollout's decoding steps and the
-    shared-prompt teacher-forced passes as plain functions of their own weights instead of through
-    the transformers module stack (models/llama_direct.py): the same values with less framework
+    """Llama, Qwen2 and Qwen3 models (SmolLM2 is a Llama) run the rollout's decoding steps and prefills
+    and the teacher-forced passes (each distinct prompt once; needs ``share_prompt``) as plain
+    functions of their own weights instead of through the transformers module stack
+    (models/llama_direct.py): the same values with less framework
     overhead per call, and the last layer skips the prompt positions' work that only the last
     position's logits would read. Other models, LoRA-wrapped or quantized projections, sliding-window
     layers, hooked (offloaded) models and attention dropout use the transformers forward, with a

@@ -126,8 +126,8 @@ class Learner:
         return self._pass_modes("model.share_prompt", "full forward", share_prompt_unsupported, (on, on))
 
     def _direct_modes(self) -> tuple[bool, bool]:
-        """(training pass, no-grad passes) of the shared prompts run as plain functions of the weights
-        (``model.direct_forward``)."""
+        """(training pass, no-grad passes) run as plain functions of the weights (``model.direct_forward``;
+        through the shared-prompt pass, so only where that one runs)."""
         from searchr1.models.llama_direct import unsupported_reason
 
         on = self.cfg.model.direct_forward
