@@ -114,7 +114,7 @@ def run_ours(tok, model, prompts, seed=0):
 
 def _kept_tokens(tok, ids, stops):
     """How many of ``ids`` a stop-string-aware sampler would have produced (measurement only)."""
-    from searchr1.rollout.backends.stopping import StopChecker
+    from searchr1.models.stopping import StopChecker
 
     check = StopChecker(tok, stops)
     for k in range(1, len(ids) + 1):

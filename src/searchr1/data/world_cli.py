@@ -21,7 +21,7 @@ def write_teacher_sft(world, retriever, n: int, path: str, chat_tokenizer: str =
     import random
 
     from searchr1.data.prompts import apply_chat_template, make_prompt
-    from searchr1.demo.traces import teacher_response
+    from searchr1.data.traces import teacher_response
 
     tok = None
     if chat_tokenizer:

@@ -31,7 +31,7 @@ import torch
 from searchr1.data.prompts import make_prompt
 from searchr1.data.world import World, WorldConfig, generate_world
 from searchr1.demo.tokenizer import EOS, train_tokenizer
-from searchr1.demo.traces import (THINKS, answer_candidates, candidate_mentions, entity_kinds, random_policy_response,
+from searchr1.data.traces import (THINKS, answer_candidates, candidate_mentions, entity_kinds, random_policy_response,
                                   supported, typed)
 from searchr1.models.copy_lm import CopyQwen2Config, CopyQwen2ForCausalLM, register_copy_lm
 from searchr1.search.bm25 import BM25Retriever, BM25Config

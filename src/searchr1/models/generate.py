@@ -157,7 +157,7 @@ def _stop_criteria(tokenizer, stop: list[str], prompt_len: int):
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    from searchr1.rollout.backends.stopping import StopChecker
+    from searchr1.models.stopping import StopChecker
 
     checker = StopChecker(tokenizer, stop)
 

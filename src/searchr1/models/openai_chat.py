@@ -21,12 +21,13 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from searchr1.errors import SearchR1Error
 from searchr1.models.generate import Completion, Decoding, Transcript
 
 CONTINUE_PROMPT = "Continue."
 
 
-class OpenAIError(RuntimeError):
+class OpenAIError(SearchR1Error, RuntimeError):
     """The endpoint failed after retries, or answered something that is not a chat completion."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from searchr1.errors import SearchR1Error
+
 
 @dataclass(frozen=True)
 class Document:
@@ -34,7 +36,7 @@ class Hit:
     score: float
 
 
-class SearchError(RuntimeError):
+class SearchError(SearchR1Error, RuntimeError):
     """A search that failed after retries (server down, timeout, bad reply).
 
     The rollout turns it into an observation the policy can read; it never crashes a run.

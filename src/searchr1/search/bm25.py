@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from searchr1.search import bm25_kernels as K
 from searchr1.search.base import Document, Hit
+from searchr1.search.docstore import DocStore
 
 BM25_METHODS = ("lucene", "robertson", "atire")
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
@@ -128,8 +130,6 @@ class BM25Retriever:
         self._vocab = {t: int(i) for t, i in model.vocab_dict.items()}
         self._use_numba = self._pick_backend(config.backend)
         if self._use_numba:
-            from searchr1.search import bm25_kernels as K
-
             if not K.postings_sorted(self._indices, self._indptr):
                 raise ValueError("BM25 posting lists are not sorted by passage; rebuild the index.")
             self._term_max = K.term_max_scores(self._data, self._indptr)
@@ -139,11 +139,9 @@ class BM25Retriever:
 
     @staticmethod
     def _pick_backend(backend: str) -> bool:
-        from searchr1.search import bm25_kernels
-
-        if backend == "numba" and not bm25_kernels.HAVE_NUMBA:
+        if backend == "numba" and not K.HAVE_NUMBA:
             raise ImportError("BM25Config(backend='numba') needs numba: `pip install numba`, or use backend='auto'.")
-        return backend != "numpy" and bm25_kernels.HAVE_NUMBA
+        return backend != "numpy" and K.HAVE_NUMBA
 
     # ---- building -------------------------------------------------------------------------
     @classmethod
@@ -186,12 +184,6 @@ class BM25Retriever:
         return cls(model, kept if store is None else store, config)
 
     # ---- persistence ----------------------------------------------------------------------
-    def save(self, index_dir: str | Path) -> None:
-        """A complete index directory: passages, bm25s matrices, settings, ``index.json``."""
-        from searchr1.search.index import save_index
-
-        save_index(self, index_dir)
-
     def save_files(self, index_dir: str | Path) -> None:
         """The retriever's own files: bm25s matrices under ``bm25s/`` and ``bm25.json``."""
         index_dir = Path(index_dir)
@@ -202,8 +194,6 @@ class BM25Retriever:
     def load(cls, index_dir: str | Path, docs: Sequence[Document] | None = None,
              mmap: bool = False) -> "BM25Retriever":
         import bm25s
-
-        from searchr1.search.docstore import DocStore
 
         index_dir = Path(index_dir)
         cfg_path = index_dir / "bm25.json"
@@ -227,8 +217,6 @@ class BM25Retriever:
 
     def search_indices(self, queries: list[str], topk: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, topk) passage indices (``-1`` = no hit) and float32 scores, best first."""
-        from searchr1.search import bm25_kernels as K
-
         if topk < 1:
             raise ValueError(f"topk={topk}: ask for at least 1 passage.")
         q_ptr, q_ids = self.encode_queries(queries)

@@ -5,6 +5,13 @@ import argparse
 import json
 import sys
 
+from searchr1.search.bm25 import BM25Config
+from searchr1.search.corpus import iter_corpus, write_corpus_jsonl, write_corpus_parquet
+from searchr1.search.corpus_build import build_wiki_corpus, iter_wiki_passages, synthetic_corpus
+from searchr1.search.dense import DEFAULT_ENCODER, DenseConfig
+from searchr1.search.index import IndexConfig, build_index, load_retriever
+from searchr1.search.server import ServerConfig, format_results, serve
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("corpus", help="build or inspect corpora")
@@ -55,9 +62,6 @@ def register(subparsers) -> None:
 
 
 def _corpus_wiki(args) -> int:
-    from searchr1.search.corpus import write_corpus_parquet
-    from searchr1.search.corpus_build import build_wiki_corpus, iter_wiki_passages
-
     if str(args.out).endswith((".parquet", ".pq")):
         n = write_corpus_parquet(iter_wiki_passages(args.words), args.out)
     else:
@@ -67,35 +71,21 @@ def _corpus_wiki(args) -> int:
 
 
 def _corpus_synthetic(args) -> int:
-    from searchr1.search.corpus import write_corpus_jsonl
-    from searchr1.search.corpus_build import synthetic_corpus
-
     n = write_corpus_jsonl(synthetic_corpus(args.n, args.words, args.seed), args.out)
     print(f"wrote {n} passages to {args.out}")
     return 0
 
 
 def _corpus_stats(args) -> int:
-    from searchr1.search.corpus import CorpusError, iter_corpus
-
     n = words = 0
-    try:
-        for doc in iter_corpus(args.path):
-            n += 1
-            words += len(doc.text.split())
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    for doc in iter_corpus(args.path):
+        n += 1
+        words += len(doc.text.split())
     print(f"{args.path}: {n} passages, {words / max(n, 1):.1f} words per passage on average")
     return 0
 
 
 def _index(args) -> int:
-    from searchr1.search.bm25 import BM25Config
-    from searchr1.search.corpus import CorpusError
-    from searchr1.search.dense import DEFAULT_ENCODER, DenseConfig
-    from searchr1.search.index import IndexConfig, build_index
-
     config = IndexConfig(
         retriever=args.retriever,
         bm25=BM25Config(k1=args.k1, b=args.b),
@@ -103,19 +93,12 @@ def _index(args) -> int:
                           batch_size=args.batch_size, device=args.device),
         show_progress=True,
     )
-    try:
-        retriever = build_index(args.corpus, args.out, config)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    retriever = build_index(args.corpus, args.out, config)
     print(f"indexed {len(retriever)} passages ({args.retriever}) into {args.out}")
     return 0
 
 
 def _search(args) -> int:
-    from searchr1.search.index import load_retriever
-    from searchr1.search.server import format_results
-
     results = load_retriever(args.index).search(args.query, args.topk)
     if args.json:
         print(json.dumps(format_results(results, return_scores=True), ensure_ascii=False, indent=2))
@@ -131,8 +114,6 @@ def _search(args) -> int:
 
 
 def _serve(args) -> int:
-    from searchr1.search.server import ServerConfig, serve
-
     config = ServerConfig(default_topk=args.default_topk, max_topk=args.max_topk, max_queries=args.max_queries)
     print(f"serving {args.index} on http://{args.host}:{args.port}/retrieve (Ctrl-C to stop)", flush=True)
     serve(args.index, host=args.host, port=args.port, token=args.token, config=config)

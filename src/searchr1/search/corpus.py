@@ -21,13 +21,14 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from searchr1.errors import SearchR1Error
 from searchr1.search.base import Document
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-class CorpusError(ValueError):
+class CorpusError(SearchR1Error, ValueError):
     """A corpus file that cannot be read: names the file, the line/row and the fix."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from searchr1.search.base import Document, Hit
+from searchr1.search.docstore import DocStore
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2 (bundled)"
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
@@ -182,12 +183,6 @@ class DenseRetriever:
             raise ValueError("cannot build a dense index over an empty corpus; check the corpus file.")
         return cls(encoder, index, kept if store is None else store, config)
 
-    def save(self, index_dir: str | Path) -> None:
-        """A complete index directory: passages, FAISS index, settings, ``index.json``."""
-        from searchr1.search.index import save_index
-
-        save_index(self, index_dir)
-
     def save_files(self, index_dir: str | Path) -> None:
         """The retriever's own files: ``dense.faiss`` and ``dense.json``."""
         import faiss
@@ -200,8 +195,6 @@ class DenseRetriever:
     def load(cls, index_dir: str | Path, docs: Sequence[Document] | None = None,
              encoder: Encoder | None = None) -> "DenseRetriever":
         import faiss
-
-        from searchr1.search.docstore import DocStore
 
         index_dir = Path(index_dir)
         if not (index_dir / "dense.json").is_file():

@@ -18,10 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from searchr1 import __version__
 from searchr1.search.base import Document, Retriever
 from searchr1.search.bm25 import BM25Config, BM25Retriever
 from searchr1.search.corpus import iter_corpus
-from searchr1.search.dense import DenseConfig
+from searchr1.search.dense import DenseConfig, DenseRetriever
 from searchr1.search.docstore import DocStore, DocStoreWriter, tee_into_store, write_docstore
 
 META_FILE = "index.json"
@@ -61,8 +62,6 @@ def build_index(corpus: str | Path | Iterable[Document], out_dir: str | Path,
         if config.retriever == "bm25":
             retriever = BM25Retriever.build(stream, config.bm25, store=writer, show_progress=config.show_progress)
         else:
-            from searchr1.search.dense import DenseRetriever
-
             retriever = DenseRetriever.build(stream, config.dense, store=writer, show_progress=config.show_progress)
     finally:
         writer.close()
@@ -90,7 +89,7 @@ def save_index(retriever, out_dir: str | Path, corpus_path: str | None = None,
         "corpus": {"path": corpus_path, "sha256": sha},
         "retriever": retriever.describe(),
         "build_seconds": None if build_seconds is None else round(build_seconds, 3),
-        "searchr1_version": _version(),
+        "searchr1_version": __version__,
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta
@@ -112,12 +111,5 @@ def load_retriever(index_dir: str | Path) -> Retriever:
     meta = read_index_meta(index_dir)
     if meta["kind"] == "bm25":
         return BM25Retriever.load(index_dir)
-    from searchr1.search.dense import DenseRetriever
-
     return DenseRetriever.load(index_dir)
 
-
-def _version() -> str:
-    from searchr1 import __version__
-
-    return __version__

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from searchr1.search.base import Hit, Retriever
 from searchr1.search.batcher import MicroBatcher, ServerBusy
+from searchr1.search.index import load_retriever, read_index_meta
 
 TOKEN_ENV = "SEARCHR1_TOKEN"
 
@@ -185,8 +186,6 @@ def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, toke
           config: ServerConfig | None = None, log_level: str = "warning") -> None:
     """Load the index in ``index_dir`` and serve it until interrupted."""
     import uvicorn
-
-    from searchr1.search.index import load_retriever, read_index_meta
 
     token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
     config = config or ServerConfig()

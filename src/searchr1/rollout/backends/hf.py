@@ -40,7 +40,7 @@ from searchr1.models.signature import cache_kwarg, forward_params
 from searchr1.rollout.backends import direct_decode as direct
 from searchr1.rollout.backends.base import Generation, TurnParams
 from searchr1.rollout.backends.sampling import sample_tokens
-from searchr1.rollout.backends.stopping import StopChecker
+from searchr1.models.stopping import StopChecker
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from searchr1.rollout.backends.base import Generation, TurnParams
-from searchr1.rollout.backends.stopping import StopChecker
+from searchr1.models.stopping import StopChecker
 
 
 class ScriptedBackend:

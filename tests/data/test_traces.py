@@ -4,7 +4,7 @@ import random
 import pytest
 
 from searchr1.data.world import WorldConfig, generate_world
-from searchr1.demo.traces import random_policy_response, teacher_response
+from searchr1.data.traces import random_policy_response, teacher_response
 from searchr1.rewards import exact_match, extract_answer, validate_format
 from searchr1.rewards.tags import strip_information
 from searchr1.search.bm25 import BM25Config, BM25Retriever
@@ -46,7 +46,7 @@ def test_teacher_traces_search_the_hops_and_answer_correctly(world_and_bm25):
 
 
 def test_answer_candidates_are_distinct_mentions_not_in_the_question():
-    from searchr1.demo.traces import answer_candidates
+    from searchr1.data.traces import answer_candidates
 
     read = 'Doc 1(Title: "Bor Kel") Bor Kel was born in Tavmor. Bor Kel works for Zun Guild. Tavmor is far.'
     assert answer_candidates(read, "Where was Bor Kel born?") == ["Tavmor", "Zun Guild"]
@@ -55,7 +55,7 @@ def test_answer_candidates_are_distinct_mentions_not_in_the_question():
 def test_type_prior_answers_a_mention_of_the_asked_kind_but_not_the_gold_one(world_and_bm25):
     """With entity kinds the random policy answers a city for "Where ... born?", a country for
     "In which country ...": the answer-type prior of any LM. Which one is still chance."""
-    from searchr1.demo.traces import ANSWER_KIND, answer_candidates, entity_kinds
+    from searchr1.data.traces import ANSWER_KIND, answer_candidates, entity_kinds
 
     w, bm25 = world_and_bm25
     kinds = entity_kinds(w)
@@ -80,7 +80,7 @@ def test_type_prior_answers_a_mention_of_the_asked_kind_but_not_the_gold_one(wor
 
 
 def test_title_words_are_not_mentions():
-    from searchr1.demo.traces import candidate_mentions
+    from searchr1.data.traces import candidate_mentions
 
     assert candidate_mentions('Doc 2(Title: "Notes on Bor Kel") Readers of Zun met Bor Kel.') == ["Bor Kel", "Zun", "Bor Kel"]
 
@@ -88,7 +88,7 @@ def test_title_words_are_not_mentions():
 def test_reader_answers_right_exactly_when_the_evidence_was_read(world_and_bm25):
     """reader=True: the random policy reads like a pretrained LM (right answer iff every evidence
     passage was retrieved) while its searches stay random; restate=True: its thinks restate the question."""
-    from searchr1.demo.traces import entity_kinds, supported
+    from searchr1.data.traces import entity_kinds, supported
 
     w, bm25 = world_and_bm25
     kinds = entity_kinds(w)
@@ -117,7 +117,7 @@ def test_reader_answers_right_exactly_when_the_evidence_was_read(world_and_bm25)
 
 
 def test_follow_leads_searches_a_mention_of_the_top_passage_just_read(world_and_bm25):
-    from searchr1.demo.traces import answer_candidates
+    from searchr1.data.traces import answer_candidates
 
     w, bm25 = world_and_bm25
     rng = random.Random(3)
@@ -134,7 +134,7 @@ def test_follow_leads_searches_a_mention_of_the_top_passage_just_read(world_and_
 
 
 def test_read_fact_notes_the_sentence_for_the_next_step_and_only_what_was_read(world_and_bm25):
-    from searchr1.demo.traces import read_fact
+    from searchr1.data.traces import read_fact
 
     w, _ = world_and_bm25
     text = {d.id: d.text for d in w.documents}
