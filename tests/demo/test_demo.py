@@ -68,15 +68,44 @@ def test_same_seed_same_results(fast_demo, tmp_path):
     assert [json.loads(a)["response"] for a in p1] == [json.loads(b)["response"] for b in p2]
 
 
+def _demo_args(argv):
+    from searchr1.cli import build_parser
+
+    return build_parser("demo").parse_args(["demo", *argv])
+
+
 def test_cli_parses_ablation_flags():
-    import argparse
+    from searchr1.demo.cli import demo_config_from_args
 
-    from searchr1.demo.cli import demo_config_from_args, register
+    cfg = demo_config_from_args(_demo_args(["--algorithm", "ppo", "--no-mask", "--topk", "5", "--max-turns", "3",
+                                            "--steps", "2", "3", "--seed", "4", "--lr", "3e-4",
+                                            "--questions-per-step", "8", "--set", "algorithm.clip_eps=0.1"]))
+    t = cfg.train
+    assert (t.algorithm.name, t.algorithm.mask_retrieved, t.rollout.topk, t.rollout.max_turns) == ("ppo", False, 5, 3)
+    assert (cfg.single_hop_steps, cfg.total_steps, cfg.world.seed, t.seed) == (2, 5, 4, 4)
+    assert (t.optimizer.actor_lr, t.optimizer.critic_lr, t.data.batch_size, t.data.mini_batch_size) == (3e-4, 3e-4, 8, 8)
+    assert t.algorithm.clip_eps == 0.1
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["demo", "--algorithm", "ppo", "--no-mask", "--topk", "5", "--max-turns", "3",
-                              "--steps", "2", "3", "--seed", "4"])
-    cfg = demo_config_from_args(args)
-    assert (cfg.algorithm, cfg.mask_retrieved, cfg.topk, cfg.max_turns) == ("ppo", False, 5, 3)
-    assert (cfg.single_hop_steps, cfg.mixed_steps, cfg.world.seed) == (2, 3, 4)
+
+def test_demo_defaults_come_from_the_demo_preset():
+    from searchr1.demo.config import DemoConfig
+    from searchr1.rl.config import load_config
+
+    cfg = DemoConfig()
+    preset = load_config("configs/demo.yaml")
+    assert cfg.train.algorithm == preset.algorithm and cfg.train.optimizer == preset.optimizer
+    assert (cfg.total_steps, cfg.train.algorithm.group_size, cfg.train.data.batch_size) == (32, 8, 4)
+
+
+def test_bad_demo_settings_fail_before_anything_runs():
+    import pytest
+
+    from searchr1.demo.cli import demo_config_from_args
+    from searchr1.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="group_size >= 2"):
+        demo_config_from_args(_demo_args(["--group-size", "1"]))
+    with pytest.raises(ConfigError, match="unknown config key 'algorithm.nam'"):
+        demo_config_from_args(_demo_args(["--set", "algorithm.nam=ppo"]))
+    with pytest.raises(ConfigError, match="single_hop_steps=9"):
+        demo_config_from_args(_demo_args(["--steps", "9", "0", "--set", "total_steps=5"]))

@@ -7,8 +7,6 @@ likely. Measured (seed 0, 16 steps, 32 dev questions x 2 samples): EM 0.33 -> 0.
 0.56 -> 0.81, two-hop 0.04 -> 0.04 (the two-hop gain of the full demo shows later: greedy test
 two-hop 0.28 for the base vs 0.50 after the default 32 steps).
 """
-import dataclasses
-
 import pytest
 
 RL_STEPS = 16       # mixed single-/two-hop GRPO steps of 4 questions x 8 samples (the demo defaults otherwise)
@@ -22,7 +20,7 @@ def test_rl_raises_heldout_sampled_em_well_above_the_base(tmp_path):
     import torch
 
     from searchr1.data.world import generate_world
-    from searchr1.demo.config import DemoConfig
+    from searchr1.demo.config import DemoConfig, demo_train_config
     from searchr1.demo.pretrain import SHIPPED_BASE, PretrainConfig, _built_with, load_base_model
     from searchr1.demo.train import heldout_em, run_rl, train_config
     from searchr1.rl.trainer import Trainer
@@ -31,8 +29,7 @@ def test_rl_raises_heldout_sampled_em_well_above_the_base(tmp_path):
     assert _built_with(SHIPPED_BASE, PretrainConfig()), (
         "the shipped base model is missing or stale: run `searchr1 pretrain --out src/searchr1/assets/demo_base`")
     torch.set_num_threads(1)
-    cfg = DemoConfig(seed=0, mixed_steps=RL_STEPS, eval_every=0)
-    cfg = dataclasses.replace(cfg, world=dataclasses.replace(cfg.world))
+    cfg = DemoConfig(seed=0, train=demo_train_config([f"total_steps={RL_STEPS}"]), eval_every=0)
     world = generate_world(cfg.world)
     bm25 = BM25Retriever.build(world.documents, BM25Config(backend="numpy"))
     dev = world.splits["dev"][:32] * SAMPLES

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from searchr1.rl.cli import recipe_overrides
+from searchr1.errors import ConfigError
 from searchr1.rl.config import config_from_dict, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -58,5 +59,40 @@ def test_recipe_flag_and_algorithm_name_agree():
 
 
 def test_missing_config_file_names_the_presets():
-    with pytest.raises(FileNotFoundError, match="configs/"):
+    with pytest.raises(ConfigError, match="preset name.*tiny-cpu"):
         load_config("nope.yaml")
+
+
+def test_preset_names_resolve_to_the_shipped_files():
+    assert load_config("tiny-cpu").model.path == load_config(CONFIGS / "tiny-cpu.yaml").model.path
+
+
+@pytest.mark.parametrize("text,match", [
+    ("model:\n  path: [unclosed\n", r"bad\.yaml:\d+:\d+: invalid YAML"),
+    ("- a list\n", r"bad\.yaml: the top level must be a mapping"),
+    ("algorithm:\n  name: dpo\n", r"bad\.yaml: algorithm.name='dpo'"),
+    ("algorithm:\n  reward: accuracy\n", r"bad\.yaml: algorithm.reward='accuracy': use one of em, subem, f1, format"),
+])
+def test_config_file_errors_name_the_file(tmp_path, text, match):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["recipe=sft"], r"recipe=sft needs sft.train_file"),
+    (["algorithm.name=grpo", "rollout.do_sample=false"], r"every advantage is 0"),
+    (["device=gpu"], r"device='gpu'"),
+])
+def test_cross_field_rules_before_any_model_loads(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict({}, overrides)
+
+
+def test_check_inputs_names_missing_files(tmp_path):
+    cfg = config_from_dict({}, [f"data.train_file={tmp_path / 'missing.jsonl'}", f"data.index_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="data.train_file=.*missing.jsonl does not exist"):
+        cfg.check_inputs()
+    with pytest.raises(ConfigError, match="no retriever"):
+        config_from_dict({}, ["data.train_file=x"]).check_inputs()

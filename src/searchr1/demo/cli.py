@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
+
+import torch
+from tqdm.auto import tqdm
+
+from searchr1.demo.config import DemoConfig, demo_train_config, fast_config
+from searchr1.demo.pretrain import PretrainConfig, build_base_model, ensure_base_model
+from searchr1.demo.run import run_demo, run_seeds
 
 
 def register(subparsers) -> None:
@@ -27,14 +33,16 @@ def register(subparsers) -> None:
     d.add_argument("--topk", type=int, default=None)
     d.add_argument("--max-turns", type=int, default=None)
     d.add_argument("--steps", type=int, nargs=2, metavar=("SINGLE", "MIXED"), default=None,
-                   help="curriculum: single-hop steps, then mixed steps")
+                   help="curriculum: single-hop steps, then mixed steps (total_steps = SINGLE + MIXED)")
     d.add_argument("--group-size", type=int, default=None)
     d.add_argument("--questions-per-step", type=int, default=None)
     d.add_argument("--temperature", type=float, default=None, help="rollout sampling temperature")
-    d.add_argument("--lr", type=float, default=None, help="policy learning rate")
+    d.add_argument("--lr", type=float, default=None, help="learning rate (policy and critic)")
     d.add_argument("--kl-coef", type=float, default=None)
     d.add_argument("--loss-agg", default=None, choices=("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
                    help="loss aggregation of the RL update")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override any RL setting of configs/demo.yaml, e.g. --set algorithm.clip_eps=0.1 (repeatable)")
     d.add_argument("--eval-every", type=int, default=None, help="held-out EM every N steps (0 = at the end)")
     d.add_argument("--base-model", default="", help="use this saved base model (skip pretraining)")
     d.add_argument("--cache-dir", default="runs/cache")
@@ -43,34 +51,36 @@ def register(subparsers) -> None:
     d.set_defaults(func=run_demo_cli)
 
 
-def demo_config_from_args(args):
-    from searchr1.demo.config import DemoConfig, fast_config
+# flag -> TrainConfig keys it sets (the demo's RL settings live in configs/demo.yaml)
+FLAG_KEYS = {"algorithm": ("algorithm.name",), "topk": ("rollout.topk",), "max_turns": ("rollout.max_turns",),
+             "group_size": ("algorithm.group_size",), "temperature": ("rollout.temperature",),
+             "questions_per_step": ("data.batch_size", "data.mini_batch_size"),
+             "lr": ("optimizer.actor_lr", "optimizer.critic_lr"), "kl_coef": ("algorithm.kl_coef",),
+             "loss_agg": ("algorithm.loss_agg_mode",)}
 
-    over = {"seed": args.seed, "out": args.out, "cache_dir": args.cache_dir, "base_model": args.base_model}
-    for flag, key in (("algorithm", "algorithm"), ("topk", "topk"), ("max_turns", "max_turns"),
-                      ("group_size", "group_size"), ("questions_per_step", "questions_per_step"),
-                      ("temperature", "temperature"), ("lr", "lr"), ("kl_coef", "kl_coef"),
-                      ("eval_every", "eval_every"), ("loss_agg", "loss_agg_mode")):
+
+def demo_config_from_args(args):
+    overrides = []
+    for flag, keys in FLAG_KEYS.items():
         if getattr(args, flag) is not None:
-            over[key] = getattr(args, flag)
+            overrides += [f"{k}={getattr(args, flag)}" for k in keys]
     if args.no_mask:
-        over["mask_retrieved"] = False
+        overrides.append("algorithm.mask_retrieved=false")
+    fields = {"seed": args.seed, "out": args.out, "cache_dir": args.cache_dir, "base_model": args.base_model}
     if args.steps:
-        over["single_hop_steps"], over["mixed_steps"] = args.steps
-    return fast_config(**over) if args.fast else DemoConfig(**over)
+        fields["single_hop_steps"] = args.steps[0]
+        overrides.append(f"total_steps={sum(args.steps)}")
+    if args.eval_every is not None:
+        fields["eval_every"] = args.eval_every
+    overrides += args.overrides
+    if args.fast:
+        return fast_config(overrides, **fields)
+    return DemoConfig(train=demo_train_config(overrides), **fields)
 
 
 def run_demo_cli(args) -> int:
-    import torch
-
-    from searchr1.demo.run import run_demo, run_seeds
-
     torch.set_num_threads(args.threads)
-    try:
-        cfg = demo_config_from_args(args)
-    except ValueError as e:
-        print(f"searchr1 demo: {e}", file=sys.stderr)
-        return 2
+    cfg = demo_config_from_args(args)
     if args.seeds > 1:
         run_seeds(cfg, args.seeds, progress=not args.no_progress)
     else:
@@ -79,16 +89,10 @@ def run_demo_cli(args) -> int:
 
 
 def run_pretrain(args) -> int:
-    import torch
-
-    from searchr1.demo.pretrain import PretrainConfig, build_base_model, ensure_base_model
-
     torch.set_num_threads(args.threads)
     cfg = PretrainConfig(seed=args.seed)
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=cfg.steps, desc="pretrain")
 
     def progress(step, loss):

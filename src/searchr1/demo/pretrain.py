@@ -62,12 +62,11 @@ class PretrainConfig:
     sentence read that bears on it (traces.read_fact), instead of generic phrases."""
     follow_leads: float = 0.5
     """A second search follows a lead (a mention of the top passage it just read, uniformly) with this
-    probability; otherwise any candidate query. Uniform over all candidates (0.0): a second query on
-    the bridge entity in 0 of 43 sampled two-hop traces that had the first hop right."""
+    probability; otherwise any candidate query (0.0 = uniform over all candidates, which almost never
+    searches the bridge entity: docs/demo.md)."""
     steps: int = 1000
-    """Optimizer steps (each on one shadow world, cycled). 300 steps gave a base that copies names
-    too loosely for RL to start (probe: 11% of answers copied from what it read). The shipped base
-    (searchr1/assets/demo_base): 1000 steps, 777 s with --threads 2."""
+    """Optimizer steps (each on one shadow world, cycled); fewer leave a base that copies names too
+    loosely for RL to start (docs/benchmarks.md)."""
     batch_size: int = 16
     lr: float = 3e-3
     max_len: int = 640

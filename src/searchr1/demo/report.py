@@ -32,9 +32,10 @@ def compare_methods(methods: dict[str, tuple[object, object]], retriever, test: 
 
     out = {}
     for name, (model, tok) in methods.items():
-        ctx = EvalContext(generator=HFGenerator(model, tok, batch_size=32), retriever=retriever, topk=cfg.topk,
-                          decoding=Decoding(max_new_tokens=cfg.max_turn_tokens, seed=cfg.seed),
-                          max_turns=cfg.max_turns, model=model, tokenizer=tok)
+        r = cfg.train.rollout
+        ctx = EvalContext(generator=HFGenerator(model, tok, batch_size=32), retriever=retriever, topk=r.topk,
+                          decoding=Decoding(max_new_tokens=r.max_turn_tokens, seed=cfg.seed),
+                          max_turns=r.max_turns, model=model, tokenizer=tok)
         out[name] = get_method("search-r1" if name == BASE_SEARCH else name).run(test, ctx, dataset="searchworld")
         for p in out[name]:
             p.method = name  # base+search predictions are labelled as such in predictions.jsonl

@@ -81,7 +81,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> dict:
         if name not in cfg.methods:
             continue
         t = time.perf_counter()
-        bar = _Bar(cfg.total_steps, f"RL {name} ({cfg.algorithm})", progress)
+        bar = _Bar(cfg.total_steps, f"RL {name} ({cfg.train.algorithm.name})", progress)
         policies[name], histories[name] = run_rl(cfg, model, tok, retriever, world.splits["train"], dev, search,
                                                  str(out / f"train-{name}"), bar)
         bar.close()

@@ -1,47 +1,37 @@
 """RL for the demo through the project's trainer (``searchr1.rl.trainer.Trainer``), with a curriculum.
 
-The demo drives ``Trainer.train_step`` itself so it can (1) switch the question pool
-from single-hop to single-hop + two-hop after ``single_hop_steps`` (two-hop needs three
-right choices in a row: search the subject, search the bridge, copy the answer), and
-(2) measure held-out EM per question type on the dev split for the curves.
+The demo drives ``Trainer.train_step`` itself so it can (1) switch the question pool from single-hop to
+single-hop + two-hop after ``single_hop_steps`` (``Trainer.set_train_examples``; two-hop needs three right
+choices in a row: search the subject, search the bridge, copy the answer), and (2) measure held-out EM per
+question type on the dev split for the curves.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 
 from searchr1.data.qa import QAExample
 from searchr1.demo.config import DemoConfig
-from searchr1.rl.config import (AlgorithmConfig, CheckpointConfig, DataConfig, LoggingConfig, ModelConfig,
-                                OptimizerConfig, TrainConfig)
-from searchr1.rl.trainer import QuestionSampler, Trainer, score_trajectories
+from searchr1.rl.config import TrainConfig
+from searchr1.rl.trainer import Trainer, score_trajectories
 from searchr1.rollout.config import RolloutConfig
 from searchr1.search.base import Retriever
 
 CURVE_KEYS = ("reward/mean", "rollout/searches", "rollout/response_len", "rollout/masked_frac")
 
 
-def rollout_config(cfg: DemoConfig, search: bool) -> RolloutConfig:
-    return RolloutConfig(max_turns=cfg.max_turns if search else 1, topk=cfg.topk, search_enabled=search,
-                         max_turn_tokens=cfg.max_turn_tokens, max_obs_tokens=256, max_prompt_tokens=512,
-                         max_total_tokens=1280, temperature=cfg.temperature, seed=cfg.seed)
-
-
 def train_config(cfg: DemoConfig, search: bool, out_dir: str) -> TrainConfig:
-    return TrainConfig(
-        model=ModelConfig(path="(in memory)"),
-        rollout=rollout_config(cfg, search),
-        algorithm=AlgorithmConfig(name=cfg.algorithm, group_size=cfg.group_size, kl_coef=cfg.kl_coef,
-                                  mask_retrieved=cfg.mask_retrieved, reward="em",
-                                  loss_agg_mode=cfg.loss_agg_mode),
-        optimizer=OptimizerConfig(actor_lr=cfg.lr, critic_lr=cfg.lr, actor_warmup_ratio=0.0,
-                                  critic_warmup_ratio=0.0),
-        data=DataConfig(batch_size=cfg.questions_per_step, mini_batch_size=cfg.questions_per_step,
-                        micro_batch_size=64, prompt_template="search-r1" if search else "r1"),
-        logging=LoggingConfig(progress_bar=False, plot=False),
-        checkpoint=CheckpointConfig(every=0),
-        total_steps=cfg.total_steps, seed=cfg.seed, output_dir=out_dir, device="cpu")
+    """``cfg.train`` for the run with search (``search-r1``) or without it (``r1``: one turn, its template)."""
+    t = cfg.train
+    rollout = dataclasses.replace(t.rollout, max_turns=t.rollout.max_turns if search else 1, search_enabled=search)
+    data = dataclasses.replace(t.data, prompt_template="search-r1" if search else "r1")
+    return dataclasses.replace(t, rollout=rollout, data=data, output_dir=out_dir)
+
+
+def rollout_config(cfg: DemoConfig, search: bool) -> RolloutConfig:
+    return train_config(cfg, search, cfg.out).rollout
 
 
 def heldout_em(trainer: Trainer, questions: list[QAExample], greedy: bool = True) -> dict[str, float]:
@@ -75,9 +65,8 @@ def run_rl(cfg: DemoConfig, policy, tokenizer, retriever: Retriever | None, trai
             on_step(0, history[-1])
     t0 = time.perf_counter()
     for step in range(cfg.total_steps):
-        if step == cfg.single_hop_steps and len(single) != len(train):
-            trainer.train_examples = train
-            trainer.sampler = QuestionSampler(len(train), cfg.seed + 1, True)
+        if step == cfg.single_hop_steps and len(single) != len(train):   # stage 2 (at step 0 by default)
+            trainer.set_train_examples(train, seed=cfg.seed + 1)
         m = trainer.train_step()
         row = {"step": step + 1, **{k: float(m[k]) for k in CURVE_KEYS if k in m},
                "actor/kl": float(m.get("actor/kl", 0.0)),

@@ -115,8 +115,8 @@ def run_eval(args) -> int:
                       max_turns=args.max_turns, ircot_steps=args.ircot_steps,
                       model=bundle.model, tokenizer=bundle.tokenizer)
 
-    def progress(method, dataset, done, total):
-        console.print(f"[dim]{method:>10} {dataset}: {done}/{total}[/dim]")
+    def progress(p):
+        console.print(f"[dim]{p.line()}[/dim]")
 
     evaluate(datasets, ctx, config, args.out, bundle.info, retriever_info, infos, progress=progress)
     print((Path(args.out) / "results.md").read_text())

@@ -24,6 +24,27 @@ PREDICTIONS = "predictions.jsonl"
 
 
 @dataclass
+class Progress:
+    """Where one (method, data set) stands: questions done of total, this run's time on it and an ETA."""
+
+    method: str
+    dataset: str
+    done: int
+    total: int
+    elapsed: float         # seconds this run spent on this (method, data set)
+    eta: float | None      # seconds left at this run's pace (None before the first batch)
+
+    def line(self) -> str:
+        eta = "" if self.eta is None else f", ETA {_clock(self.eta)}"
+        return f"{self.method:>10} {self.dataset}: {self.done}/{self.total} ({_clock(self.elapsed)} elapsed{eta})"
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}" if m < 60 else f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
+@dataclass
 class EvalConfig:
     methods: list[str] = field(default_factory=lambda: ["direct", "cot", "rag"])
     """Method names (see ``searchr1.eval.methods.METHODS``), in table order."""
@@ -61,7 +82,7 @@ def read_predictions(path: Path) -> list[Prediction]:
 
 def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: EvalConfig, out_dir: str | Path,
              model_info: dict, retriever_info: dict | None, dataset_info: list[dict],
-             progress: Callable[[str, str, int, int], None] | None = None) -> dict:
+             progress: Callable[[Progress], None] | None = None) -> dict:
     """Run, write results.{md,json,png} and manifest.json under ``out_dir``; return results.json's content."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +111,7 @@ def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: Eva
         for name, method in methods.items():
             for dname, examples in datasets.items():
                 todo = [ex for ex in examples if (name, dname, str(ex.id)) not in done]
+                t_start, before = time.perf_counter(), len(examples) - len(todo)
                 for i in range(0, len(todo), config.batch_size):
                     batch = todo[i:i + config.batch_size]
                     new = method.run(batch, ctx, dataset=dname)
@@ -98,7 +120,9 @@ def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: Eva
                     sink.flush()
                     preds.extend(new)
                     if progress:
-                        progress(name, dname, len(examples) - len(todo) + i + len(batch), len(examples))
+                        elapsed, ran = time.perf_counter() - t_start, i + len(batch)
+                        progress(Progress(name, dname, before + ran, len(examples), elapsed,
+                                          elapsed / ran * (len(todo) - ran)))
     wanted = {(m, d, str(ex.id)) for m in methods for d, exs in datasets.items() for ex in exs}
     preds = [p for p in preds if p.key() in wanted]
     manifest["wall_seconds"] = round(time.perf_counter() - started, 1)

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from searchr1.errors import UsageError
 from searchr1.rl.config import ALGORITHMS, RECIPES
 
 
@@ -32,21 +33,18 @@ def recipe_overrides(recipe: str | None, overrides: list[str]) -> list[str]:
     for item in extra:
         k, v = item.split("=", 1)
         if k in given and given[k] != v:
-            raise ValueError(f"--recipe {recipe} contradicts the override {k}={given[k]}; keep one of them")
+            raise UsageError(f"--recipe {recipe} contradicts the override {k}={given[k]}; keep one of them")
     return overrides + extra
 
 
 def run(args) -> int:
     from searchr1.rl.config import config_to_dict, load_config
 
-    try:
-        cfg = load_config(args.config, recipe_overrides(args.recipe, list(args.overrides)))
-    except (KeyError, ValueError, TypeError, FileNotFoundError) as e:
-        print(f"searchr1 train: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, recipe_overrides(args.recipe, list(args.overrides)))
     if args.print_config:
         print(json.dumps(config_to_dict(cfg), indent=2, default=str))
         return 0
+    cfg.check_inputs()   # missing files fail here, before any model loads
     from searchr1.rl.distributed import init_distributed
     from searchr1.rl.trainer import Trainer
 
@@ -76,8 +74,6 @@ def _sft(trainer, cfg) -> dict:
     from searchr1.rl.sft import load_sft_records, run_sft
     from searchr1.rl.distributed import shard
 
-    if not cfg.sft.train_file:
-        raise ValueError("--recipe sft needs sft.train_file=path.jsonl")
     trajs = shard(load_sft_records(cfg.sft.train_file, trainer.tokenizer), trainer.dist)
     return run_sft(trainer.policy, trajs, lr=cfg.sft.lr, epochs=cfg.sft.epochs,
                    batch_size=cfg.data.mini_batch_size, micro_batch_size=cfg.data.micro_batch_size,

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from searchr1.errors import ConfigError
+from searchr1.rewards.score import KINDS as REWARD_KINDS
 from searchr1.rl.core_algos import AGG_MODES, KL_KINDS
 from searchr1.rollout.config import RolloutConfig
 
@@ -117,7 +119,7 @@ class AlgorithmConfig:
     ppo_epochs: int = 1
     """Passes over each rollout batch."""
     reward: str = "em"
-    """Outcome reward kind passed to searchr1.rewards.compute_score (em | f1 | subem ...)."""
+    """Outcome reward kind passed to searchr1.rewards.compute_score: em | subem | f1 | format."""
     skip_zero_adv: bool = True
     """grpo/rloo/reinforce: when every advantage of the batch is zero (e.g. every group scored
     all-0 or all-1) there is no learning signal, so skip the actor's optimizer step instead of
@@ -154,6 +156,8 @@ class AlgorithmConfig:
             raise ValueError("algorithm.gamma and algorithm.lam must lie in [0, 1] (paper: 1.0 / 1.0)")
         if self.ppo_epochs < 1:
             raise ValueError("algorithm.ppo_epochs must be >= 1")
+        if self.reward not in REWARD_KINDS:
+            raise ValueError(f"algorithm.reward={self.reward!r}: use one of {', '.join(REWARD_KINDS)}")
 
     @property
     def kl_placement(self) -> str:
@@ -187,8 +191,8 @@ class OptimizerConfig:
     """Gradient clipping norm (<= 0 disables clipping)."""
     fused: bool = False
     """torch's fused AdamW (CPU and CUDA): one kernel over all parameters instead of a loop over them
-    (optimizer step 17 -> 4 ms on a 3.2M model on one CPU thread). The same update up to float rounding
-    (~1e-9 apart after a few steps): off by default so seeded runs reproduce earlier results exactly."""
+    (docs/benchmarks.md). The same update up to float rounding: off by default so seeded runs reproduce
+    earlier results exactly."""
 
     def __post_init__(self):
         if self.actor_lr <= 0 or self.critic_lr <= 0:
@@ -322,6 +326,32 @@ class TrainConfig:
             raise ValueError(f"recipe={self.recipe!r}: use rl, sft or rejection-sampling")
         if self.total_steps < 1:
             raise ValueError("total_steps must be >= 1")
+        # cross-field rules: settings that are valid alone but cannot train together
+        if self.recipe == "sft" and not self.sft.train_file:
+            raise ValueError("recipe=sft needs sft.train_file=path.jsonl (SFT records or trajectories)")
+        if (self.recipe == "rl" and self.algorithm.name != "ppo" and not self.rollout.do_sample
+                and self.algorithm.group_size > 1):
+            raise ValueError(f"algorithm.name={self.algorithm.name} with rollout.do_sample=false: the G greedy "
+                             "samples of a question are identical, so every advantage is 0 and nothing is "
+                             "learned; set rollout.do_sample=true")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+
+    def check_inputs(self) -> None:
+        """The files this run reads exist (called before any model loads; raises ConfigError)."""
+        wanted = [("sft.train_file", self.sft.train_file)] if self.recipe == "sft" else \
+            [("data.train_file", self.data.train_file), ("data.val_file", self.data.val_file)]
+        if self.recipe != "sft" and self.rollout.search_enabled and not self.data.retriever_url:
+            if not self.data.index_dir:
+                raise ConfigError("no retriever: set data.retriever_url (a `searchr1 serve` URL) or data.index_dir "
+                                  "(a directory written by `searchr1 index`), or rollout.search_enabled=false")
+            wanted.append(("data.index_dir", self.data.index_dir))
+        if self.recipe != "sft" and not self.data.train_file:
+            raise ConfigError("no training data: set data.train_file (FlashRAG jsonl or Search-R1 parquet)")
+        for key, path in wanted:
+            if path and not Path(path).exists():
+                raise ConfigError(f"{key}={path} does not exist; fix the path (relative paths start at "
+                                  f"{Path.cwd()})")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -399,8 +429,8 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
     for k, v in values.items():
         key = f"{prefix}.{k}" if prefix else str(k)
         if k not in names:
-            raise KeyError(f"unknown config key {key!r}; valid keys{' under ' + prefix if prefix else ''}: "
-                           f"{', '.join(names)}")
+            raise ConfigError(f"unknown config key {key!r}; valid keys{' under ' + prefix if prefix else ''}: "
+                              f"{', '.join(names)}")
         kwargs[k] = _coerce(v, hints[k], key)
     return cls(**kwargs)
 
@@ -411,7 +441,7 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise KeyError(f"override {dotted!r}: {p!r} is a value, not a section")
+            raise ConfigError(f"override {dotted!r}: {p!r} is a value, not a section")
     node[parts[-1]] = value
 
 
@@ -434,7 +464,7 @@ def parse_overrides(overrides: list[str]) -> dict:
     tree: dict = {}
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value; write e.g. algorithm.name=grpo")
+            raise ConfigError(f"override {item!r} is not key=value; write e.g. algorithm.name=grpo")
         key, raw = item.split("=", 1)
         _set_dotted(tree, key.strip(), _parse_value(raw))
     return tree
@@ -447,22 +477,55 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def config_from_dict(values: dict, overrides: list[str] | None = None) -> TrainConfig:
-    """Build a validated TrainConfig from a nested dict plus dotted overrides."""
-    return _build(TrainConfig, _merge(values or {}, parse_overrides(overrides or [])))
+def config_from_dict(values: dict, overrides: list[str] | None = None, source: str = "") -> TrainConfig:
+    """Build a validated TrainConfig from a nested dict plus dotted overrides.
+
+    Every rejection is a :class:`ConfigError` (exit 2 in the CLI) naming ``source`` (the file) when given."""
+    try:
+        return _build(TrainConfig, _merge(values or {}, parse_overrides(overrides or [])))
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}" if source else str(e)) from None
+    except (TypeError, ValueError) as e:   # field types (_coerce) and __post_init__ checks
+        raise ConfigError(f"{source}: {e}" if source else str(e)) from None
+
+
+PRESETS = Path(__file__).resolve().parent.parent / "configs"
+"""YAML presets shipped with the package (``configs/`` in the repository points here)."""
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file path, or a preset name (``tiny-cpu``, ``paper-ppo-qwen2.5-3b``) shipped in PRESETS."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    preset = PRESETS / (p.name if p.suffix == ".yaml" else f"{p.name}.yaml")
+    if p.parent == Path(".") and preset.is_file():
+        return preset
+    names = ", ".join(sorted(x.stem for x in PRESETS.glob("*.yaml")))
+    raise ConfigError(f"config file {p} not found; give a YAML file or a preset name ({names})")
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping; syntax errors name the file, line and column."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (model:, algorithm:, ...)")
+    return values
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML preset (or start from defaults) and apply dotted overrides."""
-    values: dict = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {p} not found; presets live in configs/ (e.g. configs/tiny-cpu.yaml)")
-        values = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{p}: the top level must be a mapping of sections (model:, algorithm:, ...)")
-    return config_from_dict(values, overrides)
+    """Read a YAML preset (a file, or a preset name) or start from defaults, and apply dotted overrides."""
+    if not path:
+        return config_from_dict({}, overrides)
+    p = resolve_config_path(path)
+    return config_from_dict(read_yaml(p), overrides, source=str(p))
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -131,6 +131,13 @@ class Trainer:
         self.log_to_disk = log_to_disk and self.dist.is_main
         self.stop_reason: str | None = None
 
+    def set_train_examples(self, examples, seed: int | None = None) -> None:
+        """Train on ``examples`` from the next step on (a curriculum stage), with a fresh question order
+        seeded by ``seed`` (default: the run's seed)."""
+        self.train_examples = list(examples)
+        self.sampler = QuestionSampler(len(self.train_examples), self.cfg.seed if seed is None else seed,
+                                       self.cfg.data.shuffle)
+
     def _default_backend(self, policy, tokenizer):
         """One HFBackend for the whole run: it keeps its stop-string tables between steps and reads
         the policy's live weights (the direct decoding step re-reads them at every session)."""

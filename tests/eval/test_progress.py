@@ -1,0 +1,27 @@
+"""Evaluation progress: every batch reports done/total, this run's elapsed time and an ETA per method."""
+from __future__ import annotations
+
+from searchr1.data.load import load_qa
+from searchr1.eval.manifest import dataset_protocol, index_protocol
+from searchr1.eval.runner import EvalConfig, Progress, evaluate
+from searchr1.eval.types import EvalContext
+
+
+def test_progress_reports_eta_per_method(world, retriever, tmp_path, scripted):
+    exs = load_qa(world["dir"] / "test.jsonl", limit=5)
+    ctx = EvalContext(scripted(lambda prompt, response: "<answer> x </answer>"), retriever, topk=2)
+    seen: list[Progress] = []
+    evaluate({"world-test": exs}, ctx, EvalConfig(methods=["direct", "rag"], batch_size=2), tmp_path,
+             {"name": "scripted", "revision": None}, index_protocol(world["index"]),
+             [dataset_protocol("world-test", exs, "test.jsonl", 5)], progress=seen.append)
+    for method in ("direct", "rag"):
+        rows = [p for p in seen if p.method == method]
+        assert [p.done for p in rows] == [2, 4, 5] and all(p.total == 5 for p in rows)
+        assert rows[-1].eta == 0.0 and all(p.eta is not None and p.eta >= 0 for p in rows)
+        assert [p.elapsed for p in rows] == sorted(p.elapsed for p in rows)
+    line = seen[0].line()
+    assert "direct world-test: 2/5" in line and "elapsed" in line and "ETA" in line
+
+
+def test_clock_format():
+    assert Progress("m", "d", 1, 2, 61.2, 3725.0).line().endswith("(1:01 elapsed, ETA 1:02:05)")
