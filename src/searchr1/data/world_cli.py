@@ -2,27 +2,25 @@
 from __future__ import annotations
 
 import argparse
+import json
+import random
 import sys
 import time
 
+from searchr1.data.prompts import apply_chat_template, make_prompt
+from searchr1.data.traces import teacher_response
 from searchr1.data.world import RELATIONS, WorldConfig, generate_world
+from searchr1.data.world_io import stats_markdown, write_world
+from searchr1.search.bm25 import BM25Retriever
 
 
 def bm25_retriever(documents):
     """The project's BM25 over ``documents`` (used for the stats' answer-in-top-k rate)."""
-    from searchr1.search.bm25 import BM25Retriever
-
     return BM25Retriever.build(documents)
 
 
 def write_teacher_sft(world, retriever, n: int, path: str, chat_tokenizer: str = "", topk: int = 3) -> int:
     """``n`` scripted-teacher trajectories (train split, single- and two-hop alternating) as SFT JSONL."""
-    import json
-    import random
-
-    from searchr1.data.prompts import apply_chat_template, make_prompt
-    from searchr1.data.traces import teacher_response
-
     tok = None
     if chat_tokenizer:
         from transformers import AutoTokenizer
@@ -66,8 +64,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from searchr1.data.world_io import stats_markdown, write_world
-
     t0 = time.perf_counter()
     try:
         cfg = WorldConfig(seed=args.seed, people=args.entities, works=args.works, cities=args.cities,

@@ -13,6 +13,9 @@ import statistics
 from pathlib import Path
 
 from searchr1.data.qa import QAExample
+from searchr1.eval.methods import get_method
+from searchr1.eval.types import EvalContext
+from searchr1.models.generate import Decoding, HFGenerator
 
 CURVES = (("reward/mean", "reward (EM)"), ("heldout/em", "held-out EM (dev, greedy)"),
           ("rollout/searches", "searches / trajectory"), ("rollout/response_len", "response length (tokens)"),
@@ -26,10 +29,6 @@ BASE_SEARCH = "base+search"
 def compare_methods(methods: dict[str, tuple[object, object]], retriever, test: list[QAExample], cfg) -> dict:
     """Run each method on ``test``. methods: name -> (model, tokenizer). Returns name -> predictions.
     ``base+search`` runs the ``search-r1`` method (its caller passes the base model)."""
-    from searchr1.eval.methods import get_method
-    from searchr1.eval.types import EvalContext
-    from searchr1.models.generate import Decoding, HFGenerator
-
     out = {}
     for name, (model, tok) in methods.items():
         r = cfg.train.rollout

@@ -15,6 +15,8 @@ import platform
 import time
 from pathlib import Path
 
+from searchr1 import __version__
+
 IGNORED = ("created", "host", "searchr1_version", "output_dir", "wall_seconds")
 IGNORED_ANYWHERE = ("location",)  # paths: the same corpus / index may live anywhere
 METRIC = "exact match after SQuAD normalization (lowercase, no punctuation/articles); max over gold answers"
@@ -67,8 +69,6 @@ def dataset_protocol(name: str, examples: list, source: str | None, limit: int |
 
 def build_manifest(*, model: dict, retriever: dict | None, topk: int, methods: dict, decoding: dict,
                    datasets: list[dict], seed: int, settings: dict | None = None) -> dict:
-    from searchr1 import __version__
-
     return {
         "protocol_version": 1,
         "model": model,

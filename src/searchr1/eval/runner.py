@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from searchr1.data.qa import QAExample
-from searchr1.eval.manifest import build_manifest, compare_manifests
-from searchr1.eval.methods import get_method
+from searchr1.eval.manifest import build_manifest, compare_manifests, text_sha256
+from searchr1.eval.methods import METHODS, get_method
 from searchr1.eval.report import write_results
 from searchr1.eval.types import EvalContext, Prediction
 
@@ -54,8 +54,6 @@ class EvalConfig:
     """Constructor options per method, e.g. ``{"ircot": {"max_docs": 10}}``."""
 
     def __post_init__(self):
-        from searchr1.eval.methods import METHODS
-
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"unknown or no methods {unknown}; choose from {', '.join(METHODS)}.")
@@ -91,8 +89,6 @@ def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: Eva
         if m.needs_retriever and ctx.retriever is None:
             raise ValueError(f"method {name!r} searches; pass a retriever (--index DIR or --server URL) "
                              "or drop it from --methods.")
-    from searchr1.eval.manifest import text_sha256
-
     manifest = build_manifest(
         model=model_info, retriever=retriever_info, topk=ctx.topk, decoding=ctx.decoding.to_dict(),
         seed=ctx.decoding.seed, datasets=dataset_info,

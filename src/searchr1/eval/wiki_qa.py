@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from searchr1.data.qa import QAExample
+from searchr1.search.corpus_build import iter_wiki_passages, wiki_summaries_path
 
 _LEAD = re.compile(r"^(?P<title>.+?)(?: \([^)]*\))? (?P<verb>is|was|are|were) (?P<rest>.+)$", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]])\. (?=[A-Z])")
@@ -51,8 +52,6 @@ def definition_question(title: str, extract: str, min_words: int = 6, max_words:
 def build_wiki_qa(n: int = 100, seed: int = 0, words_per_passage: int = 100,
                   source: str | Path | None = None) -> list[QAExample]:
     """``n`` definition questions (fewer only if the corpus has fewer usable articles)."""
-    from searchr1.search.corpus_build import iter_wiki_passages, wiki_summaries_path
-
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
     path = Path(source) if source else wiki_summaries_path()

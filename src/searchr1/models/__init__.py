@@ -4,9 +4,9 @@
 ``forward`` accepts (read by the rollout backend and the trainer alike).
 """
 from searchr1.models.generate import Completion, Decoding, Generator, HFGenerator, Transcript
-from searchr1.models.hf import load_causal_lm, model_fingerprint
+from searchr1.models.hf import load_causal_lm, model_fingerprint, smollm2
 from searchr1.models.openai_chat import OpenAIChatBackend, OpenAIError
-from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2, smollm2_dir, smollm2_gguf
+from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2_dir, smollm2_gguf
 
 __all__ = ["Completion", "Decoding", "Generator", "HFGenerator", "Transcript", "load_causal_lm",
            "model_fingerprint", "OpenAIChatBackend", "OpenAIError", "SMOLLM2_NAMES", "smollm2",

@@ -7,15 +7,21 @@ checkpoint defines none) and pads on the left, as batched generation needs.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from searchr1.models.copy_lm import MODEL_TYPE, register_copy_lm
+from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2_dir
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def resolve_dtype(dtype: str, device: str):
     """``"auto"`` -> bfloat16 on CUDA, float32 elsewhere; otherwise the named torch dtype."""
-    import torch
-
     if dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}.")
     if dtype == "auto":
@@ -47,13 +53,9 @@ def load_causal_lm(
     ``revision`` pins a hub commit/tag (ignored for local directories by transformers).
     Errors name the path and say what to pass instead.
     """
-    from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2
-
     name = str(name_or_path)
     if name in SMOLLM2_NAMES:
-        return smollm2(dtype=dtype, device=device)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+        name = str(smollm2_dir())
     torch_dtype = resolve_dtype(dtype, device)
     path = Path(name).expanduser()
     looks_local = path.exists() or name.startswith((".", "/", "~"))
@@ -81,10 +83,6 @@ def load_causal_lm(
 
 def _register_local_architectures(path: Path) -> None:
     """Register searchr1's own architectures (the demo's copy model) when ``path`` holds one."""
-    import json
-
-    from searchr1.models.copy_lm import MODEL_TYPE, register_copy_lm
-
     if json.loads((path / "config.json").read_text()).get("model_type") == MODEL_TYPE:
         register_copy_lm()
 
@@ -95,10 +93,6 @@ def model_fingerprint(model, name_or_path: str, revision: str | None = None) -> 
     The hash covers the first and last parameter tensors and the parameter count (cheap,
     and it changes with any training step that touches the embeddings or the head).
     """
-    import hashlib
-
-    import torch
-
     params = list(model.state_dict().items())
     h = hashlib.sha256()
     h.update(str(sum(p.numel() for _, p in params)).encode())
@@ -112,3 +106,8 @@ def model_fingerprint(model, name_or_path: str, revision: str | None = None) -> 
         "weights_sha256": h.hexdigest()[:16],
         "architecture": type(model).__name__,
     }
+
+
+def smollm2(dtype: str = "auto", device: str = "cpu"):
+    """(model, tokenizer) of SmolLM2-135M-Instruct from the local package (no network)."""
+    return load_causal_lm(smollm2_dir(), dtype=dtype, device=device)

@@ -66,10 +66,3 @@ def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
         shutil.rmtree(target)
     os.replace(tmp, target)
     return target
-
-
-def smollm2(dtype: str = "auto", device: str = "cpu", cache_dir: str | Path | None = None):
-    """(model, tokenizer) of SmolLM2-135M-Instruct from the local package (no network)."""
-    from searchr1.models.hf import load_causal_lm
-
-    return load_causal_lm(smollm2_dir(cache_dir), dtype=dtype, device=device)
