@@ -25,3 +25,34 @@ def test_progress_reports_eta_per_method(world, retriever, tmp_path, scripted):
 
 def test_clock_format():
     assert Progress("m", "d", 1, 2, 61.2, 3725.0).line().endswith("(1:01 elapsed, ETA 1:02:05)")
+
+
+class _Down:
+    """A retriever whose every search fails (a retrieval outage)."""
+
+    def search(self, queries, topk):
+        from searchr1.search.base import SearchError
+
+        raise SearchError("connection refused")
+
+
+def test_failed_searches_are_reported_and_retried_on_resume(world, retriever, tmp_path, scripted):
+    exs = load_qa(world["dir"] / "test.jsonl", limit=3)
+    gen = scripted(lambda prompt, response: "<answer> x </answer>")
+
+    def run(r):
+        ctx = EvalContext(gen, r, topk=2)
+        return evaluate({"world-test": exs}, ctx, EvalConfig(methods=["direct", "rag"], batch_size=2), tmp_path,
+                        {"name": "scripted", "revision": None}, index_protocol(world["index"]),
+                        [dataset_protocol("world-test", exs, "test.jsonl", 3)])
+
+    res = run(_Down())
+    assert res["summary"]["rag"]["world-test"]["failed_searches"] == 3
+    assert res["summary"]["direct"]["world-test"]["failed_searches"] == 0
+    md = (tmp_path / "results.md").read_text()
+    assert "3 searches failed, in 3 predictions" in md and "failed searches/q" in md
+    res = run(retriever)   # retrieval is back: only the 3 rag predictions run again
+    assert res["summary"]["rag"]["world-test"]["failed_searches"] == 0
+    assert len(res["predictions"]) == 6 and "searches failed" not in (tmp_path / "results.md").read_text()
+    lines = (tmp_path / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 9   # nothing is deleted: the failed predictions stay on disk, superseded

@@ -14,7 +14,8 @@ from searchr1.eval.types import Prediction
 # (key, column title, how many decimals); EM is the headline metric
 METRICS = [("em", "EM", 3), ("subem", "sub-EM", 3), ("f1", "F1", 3), ("searches", "searches/q", 2),
            ("turns", "turns", 2), ("response_tokens", "response tokens", 1),
-           ("invalid_rate", "invalid-action rate", 3), ("evidence_recall", "evidence recall", 3)]
+           ("invalid_rate", "invalid-action rate", 3), ("evidence_recall", "evidence recall", 3),
+           ("search_failures", "failed searches/q", 2)]
 
 
 def aggregate(preds: list[Prediction]) -> dict[str, dict[str, dict[str, float | None]]]:
@@ -25,7 +26,10 @@ def aggregate(preds: list[Prediction]) -> dict[str, dict[str, dict[str, float | 
     out: dict = defaultdict(dict)
     for (method, dataset), ps in groups.items():
         n = len(ps)
-        row = {k: sum(getattr(p, k) for p in ps) / n for k in ("em", "subem", "f1", "searches", "turns", "response_tokens")}
+        row = {k: sum(getattr(p, k) for p in ps) / n
+               for k in ("em", "subem", "f1", "searches", "turns", "response_tokens", "search_failures")}
+        row["failed_searches"] = sum(p.search_failures for p in ps)
+        row["predictions_with_failed_searches"] = sum(1 for p in ps if p.search_failures)
         actions = sum(p.valid_actions + p.invalid_actions for p in ps)
         row["invalid_rate"] = sum(p.invalid_actions for p in ps) / actions if actions else 0.0
         rec = [p.evidence_recall for p in ps if p.evidence_recall is not None]
@@ -41,9 +45,18 @@ def _fmt(v, digits: int) -> str:
 
 def markdown(summary: dict, methods: list[str], datasets: list[str], title: str = "") -> str:
     lines = [f"# {title}" if title else "# Evaluation results", ""]
+    failed = sum(summary.get(m, {}).get(d, {}).get("failed_searches", 0) for m in methods for d in datasets)
+    if failed:
+        hit = sum(summary.get(m, {}).get(d, {}).get("predictions_with_failed_searches", 0)
+                  for m in methods for d in datasets)
+        lines += [f"**{failed} searches failed, in {hit} predictions**: their scores count the outage, not the "
+                  "method. Re-run the same command (same `--out`) once retrieval works: those predictions are "
+                  "run again.", ""]
     for key, name, digits in METRICS:
         if key == "evidence_recall" and all(summary.get(m, {}).get(d, {}).get(key) is None
                                             for m in methods for d in datasets):
+            continue
+        if key == "search_failures" and not failed:
             continue
         lines += [f"## {name}", "", "| method | " + " | ".join(datasets) + " | average |",
                   "|---|" + "---:|" * (len(datasets) + 1)]

@@ -2,13 +2,15 @@
 
 Resumable: every batch of predictions is appended to ``<out>/predictions.jsonl`` as soon as it
 is done; a re-run with the same output directory skips the (method, dataset, id) keys already
-there and only runs the missing questions. A re-run whose protocol differs from the one
+there and only runs the missing questions and those whose searches failed (a retrieval outage is
+retried, never kept as a wrong answer; the newer prediction replaces the failed one). A re-run whose protocol differs from the one
 recorded in ``<out>/manifest.partial.json`` is refused (mixing protocols in one table would
 make it meaningless); use another ``--out`` or delete the directory.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from searchr1.eval.report import write_results
 from searchr1.eval.types import EvalContext, Prediction
 
 PREDICTIONS = "predictions.jsonl"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,7 +101,10 @@ def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: Eva
     _check_resume(out, manifest)
     path = out / PREDICTIONS
     preds = read_predictions(path)
-    done = {p.key() for p in preds}
+    done = {p.key() for p in preds if not p.search_failures}
+    retry = sum(1 for p in preds if p.search_failures)
+    if retry:
+        log.info("re-running %d earlier predictions whose searches failed", retry)
     started = time.perf_counter()
     if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
         with path.open("a", encoding="utf-8") as sink:  # end a line torn by a crash before appending
@@ -120,7 +126,7 @@ def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: Eva
                         progress(Progress(name, dname, before + ran, len(examples), elapsed,
                                           elapsed / ran * (len(todo) - ran)))
     wanted = {(m, d, str(ex.id)) for m in methods for d, exs in datasets.items() for ex in exs}
-    preds = [p for p in preds if p.key() in wanted]
+    preds = list({p.key(): p for p in preds if p.key() in wanted}.values())   # a re-run replaces a failed one
     manifest["wall_seconds"] = round(time.perf_counter() - started, 1)
     manifest["output_dir"] = str(out)
     write_results(out, preds, manifest, list(methods), list(datasets))
