@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 
 from searchr1.data.prompts import apply_chat_template, make_prompt
@@ -65,15 +64,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     t0 = time.perf_counter()
-    try:
-        cfg = WorldConfig(seed=args.seed, people=args.entities, works=args.works, cities=args.cities,
-                          countries=args.countries, organisations=args.organisations,
-                          distractors_per_entity=args.distractors,
-                          relations=tuple(r.strip() for r in args.relations.split(",") if r.strip()),
-                          dev_frac=args.dev_frac, test_frac=args.test_frac, heldout_frac=args.heldout_frac)
-    except ValueError as e:
-        print(f"searchr1 world: {e}", file=sys.stderr)
-        return 2
+    cfg = WorldConfig(seed=args.seed, people=args.entities, works=args.works, cities=args.cities,
+                      countries=args.countries, organisations=args.organisations,
+                      distractors_per_entity=args.distractors,
+                      relations=tuple(r.strip() for r in args.relations.split(",") if r.strip()),
+                      dev_frac=args.dev_frac, test_frac=args.test_frac, heldout_frac=args.heldout_frac)
     world = generate_world(cfg)
     retriever = None if args.no_retrieval_stats else bm25_retriever(world.documents)
     stats = write_world(world, args.out, retriever)
