@@ -56,3 +56,31 @@ def test_failed_searches_are_reported_and_retried_on_resume(world, retriever, tm
     assert len(res["predictions"]) == 6 and "searches failed" not in (tmp_path / "results.md").read_text()
     lines = (tmp_path / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 9   # nothing is deleted: the failed predictions stay on disk, superseded
+
+
+def test_per_method_token_budgets_reach_the_generator_and_the_manifest(world, retriever, tmp_path, scripted):
+    from searchr1.eval.runner import MAX_NEW_TOKENS
+
+    exs = load_qa(world["dir"] / "test.jsonl", limit=2)
+    inner = scripted(lambda prompt, response: "<answer> x </answer>")
+    budgets = []
+
+    class Recording:
+        name = "recording"
+
+        def complete(self, transcripts, decoding, stop=None):
+            budgets.append(decoding.max_new_tokens)
+            return inner.complete(transcripts, decoding, stop)
+
+    def run(config, out):
+        return evaluate({"world-test": exs}, EvalContext(Recording(), retriever, topk=2), config, out,
+                        {"name": "scripted", "revision": None}, index_protocol(world["index"]),
+                        [dataset_protocol("world-test", exs, "test.jsonl", 2)])
+
+    res = run(EvalConfig(methods=["direct", "cot"]), tmp_path / "a")
+    assert budgets == [MAX_NEW_TOKENS["direct"], MAX_NEW_TOKENS["cot"]]
+    methods = res["manifest"]["methods"]
+    assert (methods["direct"]["max_new_tokens"], methods["cot"]["max_new_tokens"]) == (32, 128)
+    budgets.clear()
+    run(EvalConfig(methods=["direct", "cot"], max_new_tokens=16), tmp_path / "b")
+    assert budgets == [16, 16]

@@ -24,7 +24,9 @@ def register(subparsers) -> None:
                    help="compare the protocols of two results; exit 1 when they differ")
     _add_model_args(p)
     _add_retriever_args(p)
-    p.add_argument("--max-new-tokens", type=int, default=256, help="token budget per generation call")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="token budget of one generation call (turn) for every method (default: per method, "
+                        "direct/rag 32, ircot 64, cot/r1/search-o1 128, search-r1 256)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-turns", type=int, default=4, help="turns of search-o1 / search-r1")
@@ -95,7 +97,8 @@ def run_eval(args) -> int:
     from searchr1.eval.types import EvalContext
     from searchr1.models.generate import Decoding
 
-    config = EvalConfig(methods=[m.strip() for m in args.methods.split(",") if m.strip()], batch_size=args.batch_size)
+    config = EvalConfig(methods=[m.strip() for m in args.methods.split(",") if m.strip()], batch_size=args.batch_size,
+                        max_new_tokens=args.max_new_tokens)
     datasets, infos = {}, []
     for src in args.data:
         split = args.split or ("test" if Path(src).is_dir() else None)
@@ -110,7 +113,7 @@ def run_eval(args) -> int:
     bundle = make_generator(args.model, args.openai_base, args.openai_model, device=args.device,
                             dtype=args.dtype, revision=args.revision, batch_size=args.batch_size)
     ctx = EvalContext(generator=bundle.generator, retriever=retriever, topk=args.topk,
-                      decoding=Decoding(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                      decoding=Decoding(temperature=args.temperature,
                                         seed=args.seed),
                       max_turns=args.max_turns, ircot_steps=args.ircot_steps,
                       model=bundle.model, tokenizer=bundle.tokenizer)

@@ -9,6 +9,7 @@ make it meaningless); use another ``--out`` or delete the directory.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -47,6 +48,11 @@ def _clock(seconds: float) -> str:
     return f"{m}:{s:02d}" if m < 60 else f"{m // 60}:{m % 60:02d}:{s:02d}"
 
 
+MAX_NEW_TOKENS = {"direct": 32, "rag": 32, "cot": 128, "r1": 128, "ircot": 64, "search-o1": 128, "search-r1": 256}
+"""Default token budget of one generation call (one turn) per method: an answer-only method needs a few
+tokens, a reasoning turn more. ``--max-new-tokens`` sets one budget for every method instead."""
+
+
 @dataclass
 class EvalConfig:
     methods: list[str] = field(default_factory=lambda: ["direct", "cot", "rag"])
@@ -55,6 +61,11 @@ class EvalConfig:
     """Questions per method call; predictions are saved after every batch."""
     method_options: dict[str, dict] = field(default_factory=dict)
     """Constructor options per method, e.g. ``{"ircot": {"max_docs": 10}}``."""
+    max_new_tokens: int | None = None
+    """One token budget per generation call for every method; None = the per-method MAX_NEW_TOKENS."""
+
+    def budget(self, method: str) -> int:
+        return self.max_new_tokens if self.max_new_tokens is not None else MAX_NEW_TOKENS.get(method, 256)
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in METHODS]
@@ -64,6 +75,8 @@ class EvalConfig:
             raise ValueError(f"methods listed twice: {self.methods}; list each once.")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
 
 
 def read_predictions(path: Path) -> list[Prediction]:
@@ -92,10 +105,12 @@ def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: Eva
         if m.needs_retriever and ctx.retriever is None:
             raise ValueError(f"method {name!r} searches; pass a retriever (--index DIR or --server URL) "
                              "or drop it from --methods.")
+    decoding = {k: v for k, v in ctx.decoding.to_dict().items() if k != "max_new_tokens"}   # per method below
     manifest = build_manifest(
-        model=model_info, retriever=retriever_info, topk=ctx.topk, decoding=ctx.decoding.to_dict(),
+        model=model_info, retriever=retriever_info, topk=ctx.topk, decoding=decoding,
         seed=ctx.decoding.seed, datasets=dataset_info,
-        methods={name: {"templates": {k: text_sha256(v) for k, v in m.templates.items()}, **m.describe()}
+        methods={name: {"templates": {k: text_sha256(v) for k, v in m.templates.items()},
+                        "max_new_tokens": config.budget(name), **m.describe()}
                  for name, m in methods.items()},
         settings={"max_turns": ctx.max_turns, "ircot_steps": ctx.ircot_steps})
     _check_resume(out, manifest)
@@ -111,12 +126,14 @@ def evaluate(datasets: dict[str, list[QAExample]], ctx: EvalContext, config: Eva
             sink.write("\n")
     with path.open("a", encoding="utf-8") as sink:
         for name, method in methods.items():
+            mctx = dataclasses.replace(ctx, decoding=dataclasses.replace(ctx.decoding,
+                                                                         max_new_tokens=config.budget(name)))
             for dname, examples in datasets.items():
                 todo = [ex for ex in examples if (name, dname, str(ex.id)) not in done]
                 t_start, before = time.perf_counter(), len(examples) - len(todo)
                 for i in range(0, len(todo), config.batch_size):
                     batch = todo[i:i + config.batch_size]
-                    new = method.run(batch, ctx, dataset=dname)
+                    new = method.run(batch, mctx, dataset=dname)
                     for p in new:
                         sink.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
                     sink.flush()
