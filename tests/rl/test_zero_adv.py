@@ -34,3 +34,39 @@ def test_all_equal_rewards_move_the_weights_when_skipping_is_off(tiny, questions
     m = tr.train_step()
     assert m["actor/skipped_zero_adv"] == 0.0
     assert len(_changed(model, before)) > 0.5 * len(before)
+
+
+def zero_reward(trajs, examples):
+    return [0.0] * len(trajs), {"em": 0.0}
+
+
+def test_a_run_that_never_gets_signal_stops_and_says_why(tiny, questions, tmp_path, tiny_config):
+    import pytest
+
+    from searchr1.rl.trainer import TrainingStalled
+
+    model, tok = tiny
+    cfg = tiny_config(tmp_path, total_steps=10, **{"guards__max_zero_adv_steps": "3", "logging__jsonl": "false"})
+    tr = Trainer(cfg, policy=model, tokenizer=tok, train_examples=questions, reward_fn=zero_reward,
+                 log_to_disk=False)
+    with pytest.raises(TrainingStalled, match=r"no sampled trajectory was rewarded in the first 3 steps.*cold start"):
+        tr.fit()
+    assert tr.step == 3
+
+
+def test_all_rewarded_runs_stop_too_and_the_check_can_be_turned_off(tiny, questions, tmp_path, tiny_config):
+    import pytest
+
+    from searchr1.rl.trainer import TrainingStalled
+
+    model, tok = tiny
+    cfg = tiny_config(tmp_path, total_steps=4, **{"guards__max_zero_adv_steps": "2", "logging__jsonl": "false"})
+    tr = Trainer(cfg, policy=model, tokenizer=tok, train_examples=questions, reward_fn=constant_reward,
+                 log_to_disk=False)
+    with pytest.raises(TrainingStalled, match="every sampled trajectory was rewarded"):
+        tr.fit()
+    cfg = tiny_config(tmp_path / "off", total_steps=3, **{"guards__max_zero_adv_steps": "0", "logging__jsonl": "false"})
+    tr = Trainer(cfg, policy=model, tokenizer=tok, train_examples=questions, reward_fn=constant_reward,
+                 log_to_disk=False)
+    tr.fit()
+    assert tr.step == 3

@@ -251,6 +251,13 @@ class GuardConfig:
     """Stop training (after saving a checkpoint) when a band is left."""
     max_skipped_updates: int = 10
     """Abort after this many consecutive non-finite updates (each one is skipped and counted)."""
+    max_zero_adv_steps: int = 5
+    """grpo/rloo/reinforce: stop with a message when each of the first N steps had no learning signal
+    (every group rewarded all-0 or all-1), instead of skipping updates until total_steps. 0 = off."""
+
+    def __post_init__(self):
+        if self.max_zero_adv_steps < 0 or self.max_skipped_updates < 1:
+            raise ValueError("guards.max_zero_adv_steps must be >= 0 and guards.max_skipped_updates >= 1")
 
 
 @dataclass

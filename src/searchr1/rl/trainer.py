@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from searchr1.errors import SearchR1Error
 from searchr1.rl import checkpoint as ckpt
 from searchr1.rl import distributed as D
 from searchr1.rl.batch import collate
@@ -71,6 +72,43 @@ class QuestionSampler:
             if self.cursor >= self.n:
                 self.epoch, self.cursor = self.epoch + 1, 0
         return out
+
+
+class TrainingStalled(SearchR1Error):
+    """The run cannot learn as configured (e.g. no step ever had a learning signal)."""
+
+
+class SignalWatch:
+    """Watches the first ``limit`` steps a process trains: when each skipped its update for lack of signal
+    (``actor/skipped_zero_adv``), :meth:`update` raises :class:`TrainingStalled`. ``limit`` 0 = off."""
+
+    def __init__(self, limit: int):
+        self.limit, self.seen, self.rewards = limit, 0, []
+
+    def update(self, metrics: dict[str, float]) -> None:
+        if not self.limit or self.seen >= self.limit:
+            return
+        self.seen += 1
+        if metrics.get("actor/skipped_zero_adv") == 1.0:
+            self.rewards.append(metrics.get("reward/mean", 0.0))
+        if self.seen == self.limit and len(self.rewards) == self.limit:
+            raise TrainingStalled(zero_signal_message(self.limit, sum(self.rewards) / self.limit, metrics))
+
+
+def zero_signal_message(steps: int, reward: float, metrics: dict[str, float]) -> str:
+    """Why the first ``steps`` steps had no learning signal, and what to change."""
+    if reward <= 0.0:
+        why = (f"no sampled trajectory was rewarded in the first {steps} steps (reward 0; answered "
+               f"{metrics.get('rollout/answered', 0.0):.2f}, format {metrics.get('reward/format', 0.0):.2f}): "
+               "the policy does not yet produce correct answers in the search protocol")
+        fix = ("give it a cold start first (SFT on teacher trajectories: `searchr1 world --teacher-sft 64` then "
+               "`searchr1 train --recipe sft`), sample more (rollout.temperature, algorithm.group_size), or train "
+               "on easier questions")
+    else:
+        why = f"every sampled trajectory was rewarded in the first {steps} steps (reward {reward:.2f})"
+        fix = "train on harder questions or use a stricter reward (algorithm.reward=em)"
+    return (f"{why}; every group scored alike, so every advantage was 0 and nothing was learned. To fix: {fix}. "
+            "(guards.max_zero_adv_steps=0 turns this check off.)")
 
 
 def score_trajectories(trajs, examples, tokenizer, kind: str) -> tuple[list[float], dict[str, float]]:
@@ -287,6 +325,8 @@ class Trainer:
             (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str))
         tracker = Tracker(self.out, cfg.logging, cfg.total_steps, self.step, config_to_dict(cfg),
                           enabled=self.log_to_disk)
+        groups = cfg.algorithm.name != "ppo" and cfg.algorithm.skip_zero_adv   # updates skipped without signal
+        watch = SignalWatch(cfg.guards.max_zero_adv_steps if groups else 0)
         last: dict[str, float] = {}
         try:
             while self.step < cfg.total_steps:
@@ -294,6 +334,7 @@ class Trainer:
                 if cfg.logging.val_every and self.step % cfg.logging.val_every == 0:
                     last.update(self.validate())
                 tracker.log(self.step, last)
+                watch.update(last)
                 stop = self.check_guards(last)
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 or stop:
                     self.save()
