@@ -18,7 +18,10 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML preset, e.g. configs/tiny-cpu.yaml (defaults when omitted)")
     p.add_argument("overrides", nargs="*", help="dotted overrides: algorithm.name=grpo rollout.max_turns=2")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in output_dir from its newest readable checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an output_dir holding another run: move that run to output_dir/previous-<n>/")
     p.add_argument("--recipe", choices=RECIPES, help="ppo | grpo | rloo | reinforce | sft | rejection-sampling")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run)
@@ -37,21 +40,26 @@ def recipe_overrides(recipe: str | None, overrides: list[str]) -> list[str]:
 
 
 def run(args) -> int:
-    from searchr1.rl.config import config_to_dict, load_config
+    from searchr1.rl.config import load_config
 
     try:
         cfg = load_config(args.config, recipe_overrides(args.recipe, list(args.overrides)))
     except (KeyError, ValueError, TypeError, FileNotFoundError) as e:
         print(f"searchr1 train: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
+    from searchr1.rl.trainer import Trainer, public_config
+
     if args.print_config:
-        print(json.dumps(config_to_dict(cfg), indent=2, default=str))
+        print(json.dumps(public_config(cfg), indent=2, default=str))
         return 0
-    from searchr1.rl.distributed import init_distributed
-    from searchr1.rl.trainer import Trainer
+    from searchr1.rl.checkpoint import start_run
+    from searchr1.rl.distributed import current, init_distributed
 
     init_distributed(cfg.device)
-    trainer = Trainer(cfg)
+    # claim output_dir before loading anything: a used directory or a --resume without checkpoints fails at once
+    run_id = start_run(cfg.output_dir, args.resume, args.overwrite) if cfg.recipe != "sft" and current().is_main \
+        else None
+    trainer = Trainer(cfg, run_id=run_id)
     if cfg.recipe == "rl":
         metrics = trainer.fit(resume=args.resume)
     elif cfg.recipe == "sft":
