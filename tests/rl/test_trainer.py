@@ -223,3 +223,62 @@ def test_uncached_hub_model_fails_at_once_offline(tmp_path, capsys, monkeypatch)
     line = _one_error_line(capsys)
     assert rc == 1 and "HF_HUB_OFFLINE=1" in line and "no-such-org/no-such-model" in line, line
     assert time.perf_counter() - t0 < 5.0
+
+
+class _AlwaysSearches:
+    """A backend whose every turn is ``<search> q </search>`` (drives the retriever every turn)."""
+
+    def __init__(self, tok):
+        self.ids = tok.encode("<search> q </search>", add_special_tokens=False)
+
+    def open(self, prompts, seed=None):
+        from searchr1.rollout.backends.base import Generation
+
+        ids = self.ids
+
+        class Session:
+            def generate(self, rows, appended, max_new_tokens, params):
+                return [Generation(list(ids[:n]), [-1.0] * len(ids[:n]), "stop", "</search>")
+                        for n in max_new_tokens]
+
+            def release(self, rows):
+                pass
+
+            def close(self):
+                pass
+        return Session()
+
+
+class _DeadRetriever:
+    def search(self, queries, topk):
+        from searchr1.search.base import SearchError
+
+        raise SearchError("search at http://127.0.0.1:9/retrieve failed after 4 attempts; last error: ConnectError")
+
+
+def test_a_retrieval_outage_mid_run_stops_training_unless_policy_record(tiny, questions, tmp_path, tiny_config):
+    """Searches failing during training: abort (default) raises RetrievalOutage out of fit, no
+    checkpoint written; record trains through and logs the totals."""
+    import json
+
+    import pytest
+
+    from searchr1.search.guard import RetrievalOutage
+
+    model, tok = tiny
+    for policy in ("abort", "record"):
+        cfg = tiny_config(tmp_path / policy, total_steps=1, rollout__search_enabled="true", rollout__max_turns=3,
+                          rollout__max_turn_tokens=32, rollout__max_total_tokens=1024,
+                          data__search_failure_policy=policy,
+                          data__max_consecutive_search_failures=2)
+        tr = Trainer(cfg, policy=model, tokenizer=tok, retriever=_DeadRetriever(), train_examples=questions,
+                     make_backend=lambda p, t: _AlwaysSearches(t), reward_fn=letter_reward(tok))
+        if policy == "abort":
+            with pytest.raises(RetrievalOutage, match="2 searches in a row failed"):
+                tr.fit()
+            assert not (tmp_path / policy / "checkpoints").exists()
+        else:
+            m = tr.fit()
+            row = json.loads((tmp_path / policy / "metrics.jsonl").read_text().splitlines()[0])
+            assert m["search/failures_total"] == row["search/failures_total"] >= 2
+            assert m["rollout/search_failures"] > 0
