@@ -64,11 +64,11 @@ def _count_calls(monkeypatch, module, name, fn):
 
 def _stages(tmp_path, monkeypatch):
     """(module, function, k) for every rename, removal, fsync and write a re-save of step 3 makes."""
-    probe = tmp_path / "probe"
-    for s in (1, 2, 3):
-        _save(probe, s, float(s), keep_last=3)
     stages = [(torch, "save", 1), (FakePolicy, "save_pretrained", 1)]
     for mod, name in ((os, "rename"), (shutil, "rmtree"), (os, "fsync")):
+        probe = tmp_path / f"probe-{name}"
+        for s in (1, 2, 3):
+            _save(probe, s, float(s), keep_last=3)
         n = _count_calls(monkeypatch, mod, name, lambda: _save(probe, 3, 30.0, keep_last=2))
         stages += [(mod, name, k) for k in range(1, n + 1)]
     return stages
@@ -78,7 +78,8 @@ def test_a_save_killed_at_any_stage_leaves_a_complete_copy_and_resume_finds_it(t
     """Re-saving step 3 over an existing one (keep_last 3 -> 2, so step 1 is pruned): a crash at each rename / removal / fsync
     / write keeps a complete step 3 under some name; recover() puts it back and cleans the rest."""
     stages = _stages(tmp_path, monkeypatch)
-    assert len([s for s in stages if s[1] == "rename"]) >= 3      # aside, into place, prune
+    assert [s[2] for s in stages if s[1] == "rename"] == [1, 2, 3]      # aside, into place, prune
+    assert [s[2] for s in stages if s[1] == "rmtree"] == [1, 2]         # the old copy, the pruned one
     for i, (mod, name, k) in enumerate(stages):
         root = tmp_path / f"case{i}"
         for s in (1, 2, 3):
