@@ -230,8 +230,26 @@ class DataConfig:
     """Retrieval server URL (searchr1 serve); "" = use index_dir in-process."""
     index_dir: str = ""
     """Local index directory loaded in-process when retriever_url is empty."""
+    retriever_token: str = ""
+    """Bearer token for a server started with ``searchr1 serve --token``; "" = the SEARCHR1_TOKEN
+    environment variable when set (preferred: the environment keeps it out of shell history).
+    Never written to config.json or the logs."""
+    search_failure_policy: str = "abort"
+    """abort: stop the run (exit 1) in a retrieval outage (see the two limits below); record: only count
+    failed searches (``search/failures_total``), each one still an observation the policy reads."""
+    max_consecutive_search_failures: int = 10
+    """abort after this many failed search calls in a row."""
+    max_search_failure_rate: float = 0.5
+    """abort when more than this share of search calls failed (checked once 20 calls were made)."""
 
     def __post_init__(self):
+        if self.search_failure_policy not in ("abort", "record"):
+            raise ValueError(f"data.search_failure_policy={self.search_failure_policy!r}: use abort or record")
+        if self.max_consecutive_search_failures < 1:
+            raise ValueError(f"data.max_consecutive_search_failures={self.max_consecutive_search_failures}: "
+                             "use a value >= 1")
+        if not 0 <= self.max_search_failure_rate <= 1:
+            raise ValueError(f"data.max_search_failure_rate={self.max_search_failure_rate}: use a value in [0, 1]")
         if min(self.batch_size, self.mini_batch_size, self.micro_batch_size) < 1:
             raise ValueError("data.batch_size, data.mini_batch_size and data.micro_batch_size must be >= 1")
         if self.batch_size % self.mini_batch_size:

@@ -83,7 +83,8 @@ def set_aside_stale_rows(path: Path, start_step: int) -> None:
 
     A fresh run (``start_step == 0``) into a directory that already has metrics renames the old
     file to ``metrics.prev-N.jsonl``; a resumed run moves the rows logged after its checkpoint
-    (steps it will redo) to ``metrics.superseded.jsonl`` so curves show each step once.
+    (steps it will redo) to ``metrics.superseded.jsonl`` so curves show each step once, and lines
+    that are not a JSON row (a write torn by a crash) to ``metrics.torn.jsonl``.
     """
     if not path.is_file() or path.stat().st_size == 0:
         return
@@ -94,23 +95,41 @@ def set_aside_stale_rows(path: Path, start_step: int) -> None:
         path.rename(path.with_name(f"metrics.prev-{n}.jsonl"))
         print(f"metrics: {path} held an earlier run's rows; moved them to metrics.prev-{n}.jsonl")
         return
-    keep, stale = [], []
-    for ln in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if ln.strip():
-            (stale if json.loads(ln).get("step", 0) > start_step else keep).append(ln)
-    if not stale:
-        return
-    with open(path.with_name("metrics.superseded.jsonl"), "a", encoding="utf-8") as f:
-        f.writelines(stale)
+    keep, stale, torn = [], [], []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for ln in text.splitlines():
+        if not ln.strip():
+            continue
+        row = _parse_row(ln)
+        (torn if row is None else stale if row.get("step", 0) > start_step else keep).append(ln + "\n")
+    if not stale and not torn and text.endswith("\n"):
+        return                  # (a missing last newline is restored so the next row starts a line)
+    for name, rows in (("metrics.superseded.jsonl", stale), ("metrics.torn.jsonl", torn)):
+        if rows:
+            with open(path.with_name(name), "a", encoding="utf-8") as f:
+                f.writelines(rows)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(keep), encoding="utf-8")
     tmp.replace(path)
-    print(f"metrics: resuming at step {start_step}; moved {len(stale)} later rows to metrics.superseded.jsonl")
+    if stale:
+        print(f"metrics: resuming at step {start_step}; moved {len(stale)} later rows to metrics.superseded.jsonl")
+    if torn:
+        print(f"metrics: moved {len(torn)} unreadable (torn) lines to metrics.torn.jsonl")
+
+
+def _parse_row(line: str) -> dict | None:
+    """A metrics row, or None for a line that is not a JSON object (torn by a crash mid-write)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The rows of a metrics.jsonl; lines torn by a crash are skipped."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [row for line in f if line.strip() and (row := _parse_row(line)) is not None]
 
 
 def plot_curves(metrics_file: str | Path, png: str | Path, keys=CURVES) -> Path | None:

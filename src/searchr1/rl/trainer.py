@@ -32,6 +32,7 @@ from searchr1.rl.batch import collate
 from searchr1.rl.config import TrainConfig, config_to_dict
 from searchr1.rl.learner import Learner
 from searchr1.rl.tracking import Tracker
+from searchr1.search.guard import GuardedRetriever, startup_check
 
 log = logging.getLogger(__name__)
 
@@ -135,23 +136,19 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, policy=None, tokenizer=None, retriever=None,
                  train_examples=None, val_examples=None, make_backend=None, reward_fn=None,
-                 log_to_disk: bool = True):
+                 log_to_disk: bool = True, run_id: str | None = None):
         self.cfg = cfg
         self.dist = D.current()
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         from searchr1.rl.models import load_policy, wrap_policy
 
+        rolls_out = cfg.recipe != "sft"      # SFT reads its own data and never samples
+        self.retriever, self.search_guard = self._setup_retriever(retriever, rolls_out)
         if policy is None or tokenizer is None:
             policy, tokenizer = load_policy(cfg.model, self.device)
         self.tokenizer = tokenizer
         self.policy = wrap_policy(policy.to(self.device), cfg.model)
-        self.retriever = retriever
-        rolls_out = cfg.recipe != "sft"      # SFT reads its own data and never samples
-        if retriever is None and cfg.rollout.search_enabled and rolls_out:
-            from searchr1.rl.models import build_retriever
-
-            self.retriever = build_retriever(cfg.data)
         if train_examples is None:
             train_examples = self._load(cfg.data.train_file, cfg.data.max_train_examples) if rolls_out else []
         self.train_examples = train_examples
@@ -168,6 +165,24 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.log_to_disk = log_to_disk and self.dist.is_main
         self.stop_reason: str | None = None
+        self.run_id = run_id
+
+    def _setup_retriever(self, retriever, rolls_out: bool):
+        """(retriever, guard): the given or configured retriever behind the failure policy; one
+        built from the config is probed (health + one search) before anything else loads."""
+        if not (self.cfg.rollout.search_enabled and rolls_out):
+            return retriever, None
+        d = self.cfg.data
+        probe = retriever is None
+        if probe:
+            from searchr1.rl.models import build_retriever
+
+            retriever = build_retriever(d)
+        guard = GuardedRetriever(retriever, d.search_failure_policy, d.max_consecutive_search_failures,
+                                 d.max_search_failure_rate)
+        if probe:
+            startup_check(guard)
+        return guard, guard
 
     def set_train_examples(self, examples, seed: int | None = None) -> None:
         """Train on ``examples`` from the next step on (a curriculum stage), with a fresh question order
@@ -288,22 +303,44 @@ class Trainer:
         if self.dist.is_main:
             state = {"step": self.step, "sampler": {"epoch": self.sampler.epoch, "cursor": self.sampler.cursor},
                      "learner": self.learner.state_dict(), "rng": ckpt.rng_state()}
+            if self.search_guard is not None:
+                state["search_guard"] = self.search_guard.state_dict()
             critic = self.learner.critic if self.cfg.checkpoint.save_critic else None
             path = ckpt.save_checkpoint(self.ckpt_root, self.step, self.policy, self.tokenizer, state, critic,
-                                        self.cfg.checkpoint.keep_last)
+                                        self.cfg.checkpoint.keep_last, run_id=self.run_id)
         else:
             path = None
         D.barrier()
         return path
 
     def resume(self, path: str | Path | None = None) -> int:
-        """Load the newest (or the given) checkpoint; returns the step to continue from."""
-        from searchr1.rl.models import load_weights
+        """Load the given checkpoint, or the newest readable one of this run; returns the step.
 
-        path = Path(path) if path else ckpt.latest_checkpoint(self.ckpt_root)
-        if path is None:
+        An unreadable checkpoint (torn weights or trainer state) is skipped with a warning naming
+        the file, renamed to ``unreadable-step_N`` (kept, never loaded again) and the previous
+        complete one is tried."""
+        if path:
+            return self._load_checkpoint(Path(path))
+        mine = ckpt.checkpoint_dirs(self.ckpt_root)
+        if self.run_id is not None:
+            mine = [p for p in mine if ckpt.checkpoint_run_id(p) in (self.run_id, None)]
+        if not mine:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.ckpt_root}; "
                                     "train without --resume first or point output_dir at the old run")
+        skipped = []
+        for p in reversed(mine):
+            try:
+                return self._load_checkpoint(p)
+            except ckpt.CheckpointError as e:
+                skipped.append(str(e))
+                log.warning("--resume: skipping %s: %s; falling back to the previous complete checkpoint", p.name, e)
+                if self.dist.is_main:
+                    log.warning("--resume: moved %s to %s", p.name, ckpt.set_aside_unreadable(p).name)
+        raise ckpt.CheckpointError(f"--resume: no readable checkpoint under {self.ckpt_root}: " + "; ".join(skipped))
+
+    def _load_checkpoint(self, path: Path) -> int:
+        from searchr1.rl.models import load_weights
+
         state = ckpt.load_state(path)
         load_weights(self.policy, path / "policy", lora=self.cfg.model.lora_rank > 0)
         if self.learner.critic is not None and (path / "critic").is_dir():
@@ -313,17 +350,24 @@ class Trainer:
         self.sampler.epoch, self.sampler.cursor = state["sampler"]["epoch"], state["sampler"]["cursor"]
         self.step = int(state["step"])
         ckpt.set_rng_state(state["rng"])
+        if self.search_guard is not None and "search_guard" in state:
+            self.search_guard.load_state_dict(state["search_guard"])
+        log.info("resumed from %s (step %d)", path, self.step)
         return self.step
 
     # ------------------------------------------------------------------ loop
-    def fit(self, resume: bool = False) -> dict[str, float]:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, float]:
+        """Train to ``total_steps``. A fresh run refuses an ``output_dir`` holding another run's
+        checkpoints unless ``overwrite`` (moves them to ``previous-<n>/``); see checkpoint.start_run."""
         cfg = self.cfg
+        if self.run_id is None and self.dist.is_main:
+            self.run_id = ckpt.start_run(self.out, resume, overwrite)
         if resume:
             self.resume()
         if self.log_to_disk:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str))
-        tracker = Tracker(self.out, cfg.logging, cfg.total_steps, self.step, config_to_dict(cfg),
+            (self.out / "config.json").write_text(json.dumps(public_config(cfg), indent=2, default=str))
+        tracker = Tracker(self.out, cfg.logging, cfg.total_steps, self.step, public_config(cfg),
                           enabled=self.log_to_disk)
         groups = cfg.algorithm.name != "ppo" and cfg.algorithm.skip_zero_adv   # updates skipped without signal
         watch = SignalWatch(cfg.guards.max_zero_adv_steps if groups else 0)
@@ -331,6 +375,8 @@ class Trainer:
         try:
             while self.step < cfg.total_steps:
                 last = self.train_step()
+                if self.search_guard is not None:
+                    last.update(self.search_guard.counters())
                 if cfg.logging.val_every and self.step % cfg.logging.val_every == 0:
                     last.update(self.validate())
                 tracker.log(self.step, last)
@@ -354,6 +400,14 @@ class Trainer:
         finally:
             tracker.close()
         return last
+
+
+def public_config(cfg: TrainConfig) -> dict:
+    """``config_to_dict(cfg)`` with secrets (the retriever token) replaced, for files and logs."""
+    d = config_to_dict(cfg)
+    if d["data"].get("retriever_token"):
+        d["data"]["retriever_token"] = "<redacted>"
+    return d
 
 
 def _hf_backend(model, tokenizer, direct_decode: bool = True):

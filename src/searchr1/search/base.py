@@ -43,6 +43,14 @@ class SearchError(SearchR1Error, RuntimeError):
     """
 
 
+class SearchAuthError(SearchR1Error):
+    """The retrieval server refused our credentials (HTTP 401/403).
+
+    Not a :class:`SearchError`: a wrong or missing token fails every search, so it stops the
+    run with a message instead of becoming a failed-search observation.
+    """
+
+
 @runtime_checkable
 class Retriever(Protocol):
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
