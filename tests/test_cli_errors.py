@@ -25,6 +25,8 @@ CASES = [
     (["data", "show", "{missing}"], 1, "no such file or directory"),
     (["world", "--out", "{tmp}/w", "--entities", "0"], 2, "people must be >= 2"),
     (["ask", "hello", "--index", "{missing}"], 1, "does not exist"),
+    (["eval", "--data", "{qa}", "--out", "{tmp}/e", "--methods", "direct", "--model", "nosuch-org/nosuch-model"], 1,
+     "is not a local directory nor in the Hugging Face cache"),
     (["nosuch"], 2, "invalid choice: 'nosuch'"),
 ]
 
@@ -33,7 +35,9 @@ CASES = [
 def test_bad_input_gives_one_error_line(argv, code, message, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  path: [x\n")
-    fill = {"bad_yaml": str(bad), "missing": str(tmp_path / "missing.jsonl"), "tmp": str(tmp_path)}
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"id": "1", "question": "who?", "golden_answers": ["x"]}\n')
+    fill = {"bad_yaml": str(bad), "missing": str(tmp_path / "missing.jsonl"), "tmp": str(tmp_path), "qa": str(qa)}
     argv = [a.format(**fill) for a in argv]
     try:
         got = main(argv)

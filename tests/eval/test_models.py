@@ -18,8 +18,11 @@ def test_cut_at_stop_keeps_the_earliest_stop():
 def test_load_causal_lm_local_dir_and_errors(tiny_model_dir, tmp_path):
     model, tok = load_causal_lm(tiny_model_dir, dtype="float32")
     assert tok.padding_side == "left" and tok.pad_token_id is not None and not model.training
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(FileNotFoundError, match="no such model directory"):
         load_causal_lm(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="directory without config.json"):
+        load_causal_lm(tmp_path / "empty")
     with pytest.raises(ValueError, match="unknown dtype"):
         load_causal_lm(tiny_model_dir, dtype="float8")
 

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from searchr1.errors import SearchR1Error
 from searchr1.models.copy_lm import MODEL_TYPE, register_copy_lm
 from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2_dir
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
+HUB_PROBE_TIMEOUT_S = 2.0
+_TRUE = ("1", "ON", "YES", "TRUE")
 
 
 def resolve_dtype(dtype: str, device: str):
@@ -42,43 +48,95 @@ def prepare_tokenizer(tokenizer):
     return tokenizer
 
 
+class ModelUnavailable(SearchR1Error, OSError):
+    """A hub model this machine cannot get (offline, or the hub unreachable, and not cached)."""
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(v, "").upper() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def require_hub_model(name: str, field: str = "model", probe_file: str = "config.json") -> None:
+    """Return when hub id ``name`` is in the local cache or the hub answers within 2 s; else raise
+    :class:`ModelUnavailable` at once (instead of transformers' retries). ``field`` names the option."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(name, probe_file), str):
+            return
+    except ValueError as e:  # huggingface_hub's HFValidationError: not a valid repo id
+        raise ValueError(f"{field}={name!r} is neither a local directory nor a valid hub id ({e})") from e
+    if hub_offline():
+        reason = "HF_HUB_OFFLINE=1 is set"
+    else:
+        try:
+            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"),
+                                   timeout=HUB_PROBE_TIMEOUT_S).close()
+            return
+        except urllib.error.HTTPError:
+            return                      # the hub answered (with an HTTP status): it is reachable
+        except OSError as e:            # DNS failure, refused, timeout
+            reason = f"the hub ({constants.ENDPOINT}) is unreachable ({e})"
+    raise ModelUnavailable(f"{field}={name!r} is not a local directory nor in the Hugging Face cache, and "
+                           f"{reason}; pass a directory written by save_pretrained, 'smollm2-135m' (embedded), "
+                           "or download the model on a machine with network access first")
+
+
+def local_model_dir(name: str, field: str = "model") -> Path | None:
+    """The model directory ``name`` names, None for a hub id; a local-looking path that is not a model
+    directory is an error naming ``field``."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{field}={name!r} is a directory without config.json; pass a directory "
+                                    "written by save_pretrained (e.g. <output_dir>/final)")
+        return path
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"{field}={name!r}: no such model directory; pass a directory written by "
+                                "save_pretrained, a Hugging Face hub id, or 'smollm2-135m'")
+    return None
+
+
 def load_causal_lm(
     name_or_path: str | Path,
     dtype: str = "auto",
     device: str = "cpu",
     revision: str | None = None,
+    *,
+    tokenizer: str | None = None,
+    trust_remote_code: bool = False,
+    field: str = "model",
 ):
     """(model, tokenizer) for a local checkpoint directory, a hub name, or ``"smollm2-135m"``.
 
-    ``revision`` pins a hub commit/tag (ignored for local directories by transformers).
-    Errors name the path and say what to pass instead.
+    ``revision`` pins a hub commit/tag; ``tokenizer`` loads the tokenizer from elsewhere. A local
+    directory may hold searchr1's own architectures (the demo's copy model); a hub name that is not
+    cached fails at once when the hub is off or unreachable. Errors name ``field`` and say what to pass.
+    The model is in eval mode; the tokenizer has a pad token and pads on the left.
     """
     name = str(name_or_path)
     if name in SMOLLM2_NAMES:
         name = str(smollm2_dir())
     torch_dtype = resolve_dtype(dtype, device)
-    path = Path(name).expanduser()
-    looks_local = path.exists() or name.startswith((".", "/", "~"))
-    if looks_local and not (path / "config.json").exists():
-        raise FileNotFoundError(
-            f"{name!r} is not a model directory (no config.json); pass a directory written by "
-            "save_pretrained (e.g. runs/<run>/checkpoint), a hub name, or 'smollm2-135m'."
-        )
-    src = str(path) if looks_local else name
-    if looks_local:
-        _register_local_architectures(path)
+    for src, what, probe in ((name, field, "config.json"), (tokenizer, f"{field} tokenizer", "tokenizer_config.json")):
+        if src and local_model_dir(src, what) is None:
+            require_hub_model(src, what, probe)
+    local = local_model_dir(name, field)
+    if local is not None:
+        _register_local_architectures(local)
+    src = str(local) if local is not None else name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(src, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(src, revision=revision, dtype=torch_dtype)
+        tok = AutoTokenizer.from_pretrained(tokenizer or src, revision=revision, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(src, revision=revision, dtype=torch_dtype,
+                                                     trust_remote_code=trust_remote_code)
     except OSError as e:
         raise OSError(
-            f"could not load the model {name!r}: {e}. For hub names check the name and network "
-            "access (HF_HUB_OFFLINE=1 only allows models already in the local cache); "
-            "for local models pass the checkpoint directory."
+            f"could not load {field}={name!r}: {e}. Pass a directory written by save_pretrained, or a hub "
+            "name reachable from this machine (HF_HUB_OFFLINE=1 only allows models already in the cache)."
         ) from e
     model.to(device)
     model.eval()
-    return model, prepare_tokenizer(tokenizer)
+    return model, prepare_tokenizer(tok)
 
 
 def _register_local_architectures(path: Path) -> None:

@@ -4,104 +4,25 @@ transformers / vLLM load."""
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import torch
 
-from searchr1.errors import SearchR1Error
-from searchr1.models.hf import _register_local_architectures, load_causal_lm
-from searchr1.models.smollm2 import SMOLLM2_NAMES
+from searchr1.models.hf import load_causal_lm
 from searchr1.rl.checkpoint import CheckpointError
 from searchr1.rl.config import DataConfig, ModelConfig
 from searchr1.search.server import TOKEN_ENV
 
-HUB_PROBE_TIMEOUT_S = 2.0
-_TRUE = ("1", "ON", "YES", "TRUE")
-
-
-class ModelUnavailable(SearchR1Error, OSError):
-    """``model.path`` names a hub model this machine cannot get (offline, not cached)."""
-
 
 def load_policy(cfg: ModelConfig, device: torch.device):
-    """(model, tokenizer) from ``cfg.path`` (a hub name or a save_pretrained directory).
-
-    Local directories may hold searchr1's own architectures (the demo's copy model); a hub name
-    that is not cached fails at once when the hub is off (``HF_HUB_OFFLINE=1``) or unreachable."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """(model, tokenizer) from ``cfg.path`` (a hub name, a save_pretrained directory or the embedded
+    ``smollm2-135m``) through the project's one loader; the tokenizer pads on the right (training layout)."""
     if not cfg.path:
         raise ValueError("model.path is empty; set it to a Hugging Face model name or a local model directory")
-    if cfg.path in SMOLLM2_NAMES:  # the SmolLM2-135M-Instruct embedded in the install (no network)
-        model, tok = load_causal_lm(cfg.path, dtype=cfg.dtype, device=str(device))
-        tok.padding_side = "right"
-        return model, tok
-    for name, field, probe in ((cfg.path, "model.path", "config.json"),
-                               (cfg.tokenizer, "model.tokenizer", "tokenizer_config.json")):
-        if name and _local_dir(name, field) is None:
-            require_hub_model(name, field, probe)
-    local = _local_dir(cfg.path, "model.path")
-    if local is not None:
-        _register_local_architectures(local)
-    try:
-        tok = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.path, trust_remote_code=cfg.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=getattr(torch, cfg.dtype),
-                                                     trust_remote_code=cfg.trust_remote_code)
-    except OSError as e:
-        raise OSError(f"could not load model.path={cfg.path!r}: {e}. Pass a directory written by save_pretrained "
-                      "or a hub name reachable from this machine") from e
-    if tok.pad_token_id is None:
-        if tok.eos_token_id is None:
-            raise ValueError(f"the tokenizer of {cfg.path} has neither a pad nor an EOS token; add a pad token")
-        tok.pad_token = tok.eos_token
-    return model.to(device), tok
-
-
-def _local_dir(name: str, field: str) -> Path | None:
-    """The model directory ``name`` names, None for a hub id; a local-looking path that is not a
-    model directory is an error."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file() and field == "model.path":
-            raise FileNotFoundError(f"{field}={name!r} is a directory without config.json; pass a directory "
-                                    "written by save_pretrained (e.g. <output_dir>/final)")
-        return path
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise FileNotFoundError(f"{field}={name!r}: no such model directory; pass a directory written by "
-                                "save_pretrained, a Hugging Face hub id, or 'smollm2-135m'")
-    return None
-
-
-def hub_offline() -> bool:
-    return any(os.environ.get(v, "").upper() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def require_hub_model(name: str, field: str = "model.path", probe_file: str = "config.json") -> None:
-    """Return when hub id ``name`` is in the local cache or the hub answers within 2 s; else raise
-    :class:`ModelUnavailable` at once (instead of transformers' retries)."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    try:
-        if isinstance(try_to_load_from_cache(name, probe_file), str):
-            return
-    except ValueError as e:  # huggingface_hub's HFValidationError: not a valid repo id
-        raise ValueError(f"{field}={name!r} is neither a local directory nor a valid hub id ({e})") from e
-    if hub_offline():
-        reason = "HF_HUB_OFFLINE=1 is set"
-    else:
-        try:
-            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"),
-                                   timeout=HUB_PROBE_TIMEOUT_S).close()
-            return
-        except urllib.error.HTTPError:
-            return                      # the hub answered (with an HTTP status): it is reachable
-        except OSError as e:            # DNS failure, refused, timeout
-            reason = f"the hub ({constants.ENDPOINT}) is unreachable ({e})"
-    raise ModelUnavailable(f"{field}={name!r} is not a local directory nor in the Hugging Face cache, and "
-                           f"{reason}; pass a directory written by save_pretrained, 'smollm2-135m' (embedded), "
-                           "or download the model on a machine with network access first")
+    model, tok = load_causal_lm(cfg.path, dtype=cfg.dtype, device=str(device), tokenizer=cfg.tokenizer,
+                                trust_remote_code=cfg.trust_remote_code, field="model.path")
+    tok.padding_side = "right"
+    return model, tok
 
 
 def wrap_policy(model, cfg: ModelConfig):
