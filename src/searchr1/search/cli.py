@@ -9,6 +9,7 @@ from searchr1.search.bm25 import BM25Config
 from searchr1.search.corpus import iter_corpus, write_corpus_jsonl, write_corpus_parquet
 from searchr1.search.corpus_build import build_wiki_corpus, iter_wiki_passages, synthetic_corpus
 from searchr1.search.dense import DEFAULT_ENCODER, DenseConfig
+from searchr1.search.documents import build_corpus
 from searchr1.search.index import IndexConfig, build_index, load_retriever
 from searchr1.search.server import ServerConfig, format_results, serve
 
@@ -26,6 +27,13 @@ def register(subparsers) -> None:
     s.add_argument("--words", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_corpus_synthetic)
+    b = csub.add_parser("build", help="your documents (.txt .md .html .pdf in a folder) as ~100-word passages; "
+                                      "incremental: unchanged files are not re-read")
+    b.add_argument("dir", help="folder of documents (searched recursively)")
+    b.add_argument("--out", required=True, help="output corpus .jsonl (then: searchr1 index --corpus OUT ...)")
+    b.add_argument("--words", type=int, default=100, help="words per passage")
+    b.add_argument("--overlap", type=int, default=20, help="words shared by consecutive passages of a document")
+    b.set_defaults(func=_corpus_build)
     st = csub.add_parser("stats", help="count passages and check every row parses")
     st.add_argument("path")
     st.set_defaults(func=_corpus_stats)
@@ -73,6 +81,14 @@ def _corpus_wiki(args) -> int:
 def _corpus_synthetic(args) -> int:
     n = write_corpus_jsonl(synthetic_corpus(args.n, args.words, args.seed), args.out)
     print(f"wrote {n} passages to {args.out}")
+    return 0
+
+
+def _corpus_build(args) -> int:
+    report = build_corpus(args.dir, args.out, args.words, args.overlap)
+    for name, why in report.skipped:
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    print(f"wrote {args.out}: {report.summary()}")
     return 0
 
 
