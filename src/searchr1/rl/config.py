@@ -269,6 +269,13 @@ class GuardConfig:
     """Stop training (after saving a checkpoint) when a band is left."""
     max_skipped_updates: int = 10
     """Abort after this many consecutive non-finite updates (each one is skipped and counted)."""
+    max_same_reward_groups: float | None = None
+    """Warn (or stop) when more than this share of groups had one reward for all samples; None = no check."""
+    min_rewarded_logp: float | None = None
+    """Warn (or stop) when the mean token log-prob of rewarded responses falls below this (likelihood
+    displacement, rl/diagnostics.py); None = no check."""
+    max_invalid_rate: float | None = None
+    """Warn (or stop) when the invalid-action rate exceeds this; None = no check."""
     max_zero_adv_steps: int = 5
     """grpo/rloo/reinforce: stop with a message when each of the first N steps had no learning signal
     (every group rewarded all-0 or all-1), instead of skipping updates until total_steps. 0 = off."""

@@ -30,6 +30,7 @@ from searchr1.rl import checkpoint as ckpt
 from searchr1.rl import distributed as D
 from searchr1.rl.batch import collate
 from searchr1.rl.config import TrainConfig, config_to_dict
+from searchr1.rl.diagnostics import collapse_metrics, collapse_warnings
 from searchr1.rl.learner import Learner
 from searchr1.rl.tracking import Tracker
 from searchr1.search.guard import GuardedRetriever, startup_check
@@ -241,7 +242,8 @@ class Trainer:
         scores, comps = self.reward_fn(trajs, examples)
         batch = collate(trajs, scores, pad_id=self.tokenizer.pad_token_id or 0)
         metrics = self._reduce_means({**rollout_metrics(trajs), "reward/mean": sum(scores) / len(scores),
-                                      **{f"reward/{k}": v for k, v in comps.items()}})
+                                      **{f"reward/{k}": v for k, v in comps.items()},
+                                      **collapse_metrics(trajs, scores)})
         t2 = time.perf_counter()
         metrics.update(self.learner.prepare(batch))
         t3 = time.perf_counter()
@@ -288,6 +290,7 @@ class Trainer:
             problems.append(f"entropy {ent:.4f} > guards.entropy_max={g.entropy_max}")
         if kl is not None and g.kl_max is not None and kl > g.kl_max:
             problems.append(f"KL {kl:.4f} > guards.kl_max={g.kl_max}")
+        problems += collapse_warnings(m, g.max_same_reward_groups, g.min_rewarded_logp, g.max_invalid_rate)
         if not problems:
             return None
         msg = f"step {self.step}: " + "; ".join(problems)
