@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY ?= 1
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX := $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-real test bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ $(STAMP): pyproject.toml .ci/floors.py
 
 demo: $(STAMP)
 	$(BIN)/searchr1 demo
+
+# a real model (SmolLM2-135M-Instruct + LoRA) on SearchWorld: world, index, cold start if needed, GRPO
+demo-real: $(STAMP)
+	$(BIN)/searchr1 world --seed 0 --out runs/world
+	$(BIN)/searchr1 index --corpus runs/world/corpus.jsonl --out runs/world/index
+	$(BIN)/searchr1 train --config configs/tiny-cpu.yaml --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -x --timeout=900 $(PYTEST_ARGS)

@@ -176,16 +176,31 @@ def random_policy_response(q: QAExample, retriever: Retriever, rng: random.Rando
     return "".join(parts)
 
 
-def teacher_response(q: QAExample, retriever: Retriever, topk: int = 3) -> str:
-    """Searches ``metadata["hop_queries"]`` in order, then answers the gold answer."""
+def teacher_segments(q: QAExample, retriever: Retriever, topk: int = 3) -> list[tuple[str, bool]]:
+    """The scripted teacher's response as ``(text, written by the policy)`` pieces: it searches
+    ``metadata["hop_queries"]`` in order (the observations are the real results, injected), then answers
+    the gold answer."""
     hops = q.metadata.get("hop_queries")
     if not hops:
         raise ValueError(f"question {q.id} has no metadata['hop_queries']; the scripted teacher needs "
                          "SearchWorld questions (searchr1.data.world)")
-    parts = []
+    parts: list[tuple[str, bool]] = []
     for i, query in enumerate(hops):
         think = "I need to find " + ("the first fact." if i == 0 else f"more about {query}.")
         hits = retriever.search([query], topk)[0]
-        parts.append(_search_block(think, query) + information(passages_body(hits)))
-    parts.append(_answer_block("I can answer now.", q.golden_answers[0]))
-    return "".join(parts)
+        parts += [(_search_block(think, query), True), (information(passages_body(hits)), False)]
+    parts.append((_answer_block("I can answer now.", q.golden_answers[0]), True))
+    return parts
+
+
+def teacher_response(q: QAExample, retriever: Retriever, topk: int = 3) -> str:
+    """:func:`teacher_segments` as one text."""
+    return "".join(text for text, _ in teacher_segments(q, retriever, topk))
+
+
+def pick_teacher_questions(questions: list[QAExample], n: int, seed: int) -> list[QAExample]:
+    """``n`` questions with teacher metadata, single- and two-hop alternating, in a seeded order."""
+    usable = [q for q in questions if q.metadata.get("hop_queries")]
+    random.Random(seed).shuffle(usable)
+    by_type = [[q for q in usable if q.metadata.get("type") == t] for t in ("single-hop", "two-hop")]
+    return [q for pair in zip(*by_type) for q in pair][:n] or usable[:n]

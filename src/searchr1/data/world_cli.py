@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 
 from searchr1.data.prompts import apply_chat_template, make_prompt
-from searchr1.data.traces import teacher_response
+from searchr1.data.traces import pick_teacher_questions, teacher_response
 from searchr1.data.world import RELATIONS, WorldConfig, generate_world
 from searchr1.data.world_io import stats_markdown, write_world
 from searchr1.search.bm25 import BM25Retriever
@@ -25,10 +24,7 @@ def write_teacher_sft(world, retriever, n: int, path: str, chat_tokenizer: str =
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(chat_tokenizer)
-    train = list(world.splits["train"])
-    random.Random(world.config.seed).shuffle(train)
-    by_type = [[q for q in train if q.metadata["type"] == t] for t in ("single-hop", "two-hop")]
-    picked = [q for pair in zip(*by_type) for q in pair][:n] or train[:n]
+    picked = pick_teacher_questions(list(world.splits["train"]), n, world.config.seed)
     with open(path, "w", encoding="utf-8") as f:
         for q in picked:
             prompt = make_prompt(q.question)

@@ -332,6 +332,37 @@ class SFTConfig:
 
 
 @dataclass
+class ColdStartConfig:
+    mode: str = "never"
+    """auto: probe the policy's format validity and fine-tune it on scripted-teacher trajectories first when
+    it is below ``min_format`` (rl/cold_start.py); always: fine-tune without probing; never: RL from the policy."""
+    probe_questions: int = 16
+    """Held-out questions (data.val_file, else training questions) sampled once each by the probe."""
+    min_format: float = 0.3
+    """The cold start runs when fewer than this share of probed trajectories are well formed."""
+    probe_after: bool = True
+    """Probe again after the cold start (logged, and in the report)."""
+    teacher_trajectories: int = 64
+    """SFT examples (SearchWorld training questions, single- and two-hop alternating)."""
+    epochs: int = 3
+    lr: float = 1.0e-3
+    batch_size: int = 8
+    """Trajectories per SFT optimizer step."""
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    cache_dir: str = ""
+    """Where adapters are cached by key ("" = $SEARCHR1_CACHE/cold-start, default ~/.cache/searchr1/cold-start)."""
+
+    def __post_init__(self):
+        if self.mode not in ("auto", "always", "never"):
+            raise ValueError(f"cold_start.mode={self.mode!r}: use auto, always or never")
+        if self.probe_questions < 1 or self.teacher_trajectories < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("cold_start.probe_questions, teacher_trajectories, epochs and batch_size must be >= 1")
+        if not 0 <= self.min_format <= 1 or self.lr <= 0 or self.lora_rank < 1:
+            raise ValueError("cold_start.min_format must lie in [0, 1], lr > 0 and lora_rank >= 1")
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -342,6 +373,7 @@ class TrainConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     recipe: str = "rl"
     """rl (algorithm.name decides) | sft | rejection-sampling."""
     total_steps: int = 1005

@@ -19,6 +19,7 @@ class Tracker:
         self.out_dir = Path(out_dir)
         self.cfg, self.enabled = cfg, enabled
         self.tb = self.wandb = self.bar = None
+        self.dev_em = float("nan")   # the last held-out EM, shown in the progress bar
         self.jsonl = None
         if not enabled:
             return
@@ -58,9 +59,12 @@ class Tracker:
                 self.tb.add_scalar(k, v, step)
         if self.wandb:
             self.wandb.log(clean, step=step)
+        if "val/em" in clean:
+            self.dev_em = clean["val/em"]
         if self.bar and "reward/mean" in clean:
             self.bar.update(max(0, step - self.bar.n))
-            self.bar.set_postfix(reward=f"{clean.get('reward/mean', 0):.3f}", em=f"{clean.get('reward/em', 0):.3f}",
+            self.bar.set_postfix(reward=f"{clean.get('reward/mean', 0):.3f}", dev_em=f"{self.dev_em:.3f}",
+                                 searches=f"{clean.get('rollout/searches', 0):.2f}",
                                  tok_s=f"{clean.get('throughput/tokens_per_s', 0):.0f}")
 
     def close(self) -> None:

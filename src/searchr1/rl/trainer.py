@@ -29,6 +29,7 @@ from searchr1.errors import SearchR1Error
 from searchr1.rl import checkpoint as ckpt
 from searchr1.rl import distributed as D
 from searchr1.rl.batch import collate
+from searchr1.rl.cold_start import cold_start
 from searchr1.rl.config import TrainConfig, config_to_dict
 from searchr1.rl.diagnostics import collapse_metrics, collapse_warnings
 from searchr1.rl.learner import Learner
@@ -149,12 +150,16 @@ class Trainer:
         if policy is None or tokenizer is None:
             policy, tokenizer = load_policy(cfg.model, self.device)
         self.tokenizer = tokenizer
-        self.policy = wrap_policy(policy.to(self.device), cfg.model)
         if train_examples is None:
             train_examples = self._load(cfg.data.train_file, cfg.data.max_train_examples) if rolls_out else []
         self.train_examples = train_examples
         self.val_examples = val_examples if val_examples is not None else (
             self._load(cfg.data.val_file, cfg.data.max_val_examples) if cfg.data.val_file else [])
+        self.cold_start_report: dict = {"mode": "never"}
+        if cfg.recipe == "rl":   # the SFT'd, merged policy is also the KL reference
+            policy, self.cold_start_report = cold_start(cfg, policy.to(self.device), tokenizer, self.retriever,
+                                                 self.train_examples, self.val_examples, self.device)
+        self.policy = wrap_policy(policy.to(self.device), cfg.model)
         self.make_backend = make_backend or self._default_backend
         self._hf_backend = None
         # reward_fn(trajs, examples) -> (scores, mean components); default: compute_score on the answer
@@ -375,13 +380,18 @@ class Trainer:
         groups = cfg.algorithm.name != "ppo" and cfg.algorithm.skip_zero_adv   # updates skipped without signal
         watch = SignalWatch(cfg.guards.max_zero_adv_steps if groups else 0)
         last: dict[str, float] = {}
+        val_log: list[dict[str, float]] = []     # (step, val/...) rows for report.md
         try:
+            if cfg.logging.val_every and self.val_examples and self.step == 0:   # the curves start at the start
+                val_log.append({"step": 0, **self.validate()})
+                tracker.log(0, val_log[-1])
             while self.step < cfg.total_steps:
                 last = self.train_step()
                 if self.search_guard is not None:
                     last.update(self.search_guard.counters())
                 if cfg.logging.val_every and self.step % cfg.logging.val_every == 0:
                     last.update(self.validate())
+                    val_log.append({"step": self.step, **{k: v for k, v in last.items() if k.startswith("val/")}})
                 tracker.log(self.step, last)
                 watch.update(last)
                 stop = self.check_guards(last)
@@ -390,10 +400,11 @@ class Trainer:
                 if stop:
                     self.stop_reason = stop
                     break
-            if not cfg.logging.val_every and self.val_examples:
+            if self.val_examples and not (val_log and val_log[-1]["step"] == self.step):
                 val = self.validate()
                 tracker.log(self.step, val)
                 last.update(val)
+                val_log.append({"step": self.step, **val})
             if not self.stop_reason and not (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0):
                 self.save()
             if self.log_to_disk:
@@ -402,7 +413,38 @@ class Trainer:
                 save_final(self.policy, self.tokenizer, self.out / "final", lora=cfg.model.lora_rank > 0)
         finally:
             tracker.close()
+        if self.log_to_disk:
+            write_run_report(self.out, cfg, self.cold_start_report, val_log, last, self.stop_reason)
         return last
+
+
+def write_run_report(out: Path, cfg: TrainConfig, cold: dict, val_log: list[dict], last: dict,
+                     stop_reason: str | None) -> Path:
+    """``report.md``: the cold start, held-out EM over training, the last step's main metrics, the outputs."""
+    lines = [f"# Training run: {cfg.model.path}", "",
+             f"{cfg.algorithm.name} ({'LoRA r' + str(cfg.model.lora_rank) if cfg.model.lora_rank else 'full'}), "
+             f"{cfg.total_steps} steps of {cfg.data.batch_size} questions x {cfg.algorithm.group_size} samples; "
+             f"data {cfg.data.train_file}.", ""]
+    if cold.get("mode", "never") != "never":
+        lines += ["## Cold start", "", "```", json.dumps(cold, indent=1, default=str), "```", ""]
+    if val_log:
+        keys = [k for k in ("val/em", "val/searches", "val/format", "val/answered") if any(k in r for r in val_log)]
+        lines += ["## Held-out (greedy) over training", "", "| step | " + " | ".join(keys) + " |",
+                  "|---|" + "---|" * len(keys)]
+        lines += [f"| {r['step']} | " + " | ".join(f"{r.get(k, float('nan')):.3f}" for k in keys) + " |"
+                  for r in val_log]
+        lines.append("")
+    shown = ("reward/mean", "reward/format", "rollout/searches", "rollout/response_len", "actor/kl", "actor/entropy",
+             "collapse/same_reward_groups", "time/step")
+    lines += ["## Last step", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {last[k]:.4g} |" for k in shown if k in last]
+    if stop_reason:
+        lines += ["", f"Stopped early: {stop_reason}"]
+    lines += ["", "Curves: `curves.png`; every step: `metrics.jsonl`; the final model (LoRA merged): `final/` "
+              "(`searchr1 ask --model <dir>/final`, `searchr1 eval --model <dir>/final`)."]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def public_config(cfg: TrainConfig) -> dict:
