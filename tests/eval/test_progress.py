@@ -84,3 +84,28 @@ def test_per_method_token_budgets_reach_the_generator_and_the_manifest(world, re
     budgets.clear()
     run(EvalConfig(methods=["direct", "cot"], max_new_tokens=16), tmp_path / "b")
     assert budgets == [16, 16]
+
+
+def test_eval_retriever_token_dead_server_and_outage(world, retriever, tmp_path, scripted, capsys):
+    import pytest
+
+    from searchr1.cli import main
+    from searchr1.eval.setup import make_retriever
+    from searchr1.search.base import SearchAuthError
+    from searchr1.search.guard import GuardedRetriever, RetrievalOutage
+    from searchr1.search.server import BackgroundServer, ServerConfig, create_app
+
+    with BackgroundServer(create_app(retriever, ServerConfig(token="s3cret"))) as srv:
+        with pytest.raises(SearchAuthError, match="--token"):
+            make_retriever(server=srv.url)
+        client, info = make_retriever(server=srv.url, token="s3cret")
+        assert client.search(["Where was anyone born?"], 1)[0] and info["location"]["url"] == srv.url
+    rc = main(["eval", "--data", str(world["dir"] / "test.jsonl"), "--out", str(tmp_path / "dead"), "--limit", "2",
+               "--methods", "rag", "--server", "http://127.0.0.1:9"])
+    assert rc == 1 and "did not answer /health" in capsys.readouterr().err
+    exs = load_qa(world["dir"] / "test.jsonl", limit=6)
+    ctx = EvalContext(scripted(lambda p, r: "<answer> x </answer>"), GuardedRetriever(_Down(), "abort", 3), topk=2)
+    with pytest.raises(RetrievalOutage):
+        evaluate({"world-test": exs}, ctx, EvalConfig(methods=["rag"], batch_size=2), tmp_path / "out",
+                 {"name": "scripted", "revision": None}, index_protocol(world["index"]),
+                 [dataset_protocol("world-test", exs, "test.jsonl", 6)])

@@ -9,6 +9,7 @@ from searchr1.cli import main
 from searchr1.eval.manifest import compare_manifests, load_manifest
 from searchr1.eval.runner import PREDICTIONS, EvalConfig, evaluate
 from searchr1.eval.types import EvalContext
+from searchr1.search.guard import RetrievalOutage
 
 from .conftest import question_of
 
@@ -150,5 +151,5 @@ def test_retrieval_server_as_the_retriever(world, retriever, scripted):
     finally:
         server.should_exit = True
         thread.join(timeout=5)
-    with pytest.raises(ConnectionError, match="searchr1 serve"):
+    with pytest.raises(RetrievalOutage, match="searchr1 serve"):
         make_retriever(server=f"http://127.0.0.1:{port}")

@@ -69,6 +69,11 @@ def _add_retriever_args(p) -> None:
     p.add_argument("--index", default=None, help="index directory built by `searchr1 index`")
     p.add_argument("--server", default=None, help="retrieval server URL (`searchr1 serve`)")
     p.add_argument("--topk", type=int, default=3, help="passages per search")
+    p.add_argument("--token", default=None, help="bearer token of a server started with `searchr1 serve --token` "
+                   "(default: $SEARCHR1_TOKEN)")
+    p.add_argument("--search-failures", choices=("abort", "record"), default="abort",
+                   help="abort: stop after 10 failed searches in a row (a re-run retries the affected "
+                        "predictions); record: only count them")
 
 
 def dataset_name(source: str, split: str | None) -> str:
@@ -109,7 +114,7 @@ def run_eval(args) -> int:
             return 2
         datasets[name] = examples
         infos.append(dataset_protocol(name, examples, src, args.limit))
-    retriever, retriever_info = make_retriever(args.index, args.server)
+    retriever, retriever_info = make_retriever(args.index, args.server, args.token, args.search_failures)
     bundle = make_generator(args.model, args.openai_base, args.openai_model, device=args.device,
                             dtype=args.dtype, revision=args.revision, batch_size=args.batch_size)
     ctx = EvalContext(generator=bundle.generator, retriever=retriever, topk=args.topk,
@@ -153,7 +158,7 @@ def run_ask(args) -> int:
     from searchr1.models.generate import Decoding
 
     console = Console(stderr=args.json)
-    retriever, _ = make_retriever(args.index, args.server)
+    retriever, _ = make_retriever(args.index, args.server, args.token, args.search_failures)
     if retriever is None:
         console.print("[red]searchr1 ask needs a retriever: --index DIR or --server URL.[/]")
         return 2

@@ -11,7 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from searchr1.errors import UsageError
 from searchr1.eval.manifest import index_protocol
+from searchr1.search.client import HTTPSearchClient
+from searchr1.search.guard import GuardedRetriever, startup_check
+from searchr1.search.index import load_retriever
+from searchr1.search.server import TOKEN_ENV
 from searchr1.models.smollm2 import SMOLLM2_NAMES
 
 
@@ -23,34 +28,32 @@ class GeneratorBundle:
     info: dict                 # manifest "model" entry
 
 
-def make_retriever(index: str | None = None, server: str | None = None):
-    """(retriever, manifest entry). Exactly one of ``index`` / ``server``; neither gives (None, None)."""
-    if index and server:
-        raise ValueError("pass either --index DIR or --server URL, not both.")
-    if index:
-        from searchr1.search.index import load_retriever
+def make_retriever(index: str | None = None, server: str | None = None, token: str | None = None,
+                   failure_policy: str = "abort", max_consecutive_failures: int = 10):
+    """(retriever, manifest entry). Exactly one of ``index`` / ``server``; neither gives (None, None).
 
+    A server is probed first (``/health`` and one test search with ``token``, default ``$SEARCHR1_TOKEN``):
+    a dead server or a refused token fails at once. Either retriever is wrapped in the failure policy
+    (``search.guard``): ``abort`` stops the run after ``max_consecutive_failures`` failed searches in a row;
+    ``record`` only counts them (the report and a re-run still see every failed search).
+    """
+    if index and server:
+        raise UsageError("pass either --index DIR or --server URL, not both.")
+    if index:
         if not Path(index).is_dir():
             raise FileNotFoundError(f"index directory {index!r} does not exist; build it with `searchr1 index`.")
-        retriever = load_retriever(index)
-        return retriever, index_protocol(index)
-    if server:
-        import httpx
-
-        from searchr1.search.client import HTTPSearchClient
-
-        client = HTTPSearchClient(server)
-        try:
-            health = client.health()  # fail early, with the URL, when the server is not up
-        except httpx.HTTPError as e:
-            raise ConnectionError(f"the retrieval server at {server} does not answer /health ({e}); "
-                                  "start it with `searchr1 serve --index DIR` or check the URL.") from e
+        retriever, info = load_retriever(index), index_protocol(index)
+    elif server:
+        retriever = HTTPSearchClient(server, token=token or os.environ.get(TOKEN_ENV) or None)
+        startup_check(retriever)   # fail early, with the URL, when the server is down or refuses the token
+        health = retriever.health()
         # /health names the retriever and corpus size; a corpus checksum is recorded when the
         # server reports one (`corpus_sha256`), else the manifest says it is unknown (None)
         info = {"kind": health.get("retriever", "server"), "num_passages": health.get("corpus_size"),
                 "corpus_sha256": health.get("corpus_sha256"), "location": {"url": server}}
-        return client, info
-    return None, None
+    else:
+        return None, None
+    return GuardedRetriever(retriever, failure_policy, max_consecutive_failures), info
 
 
 def checkpoint_candidates(runs: str | Path = "runs") -> list[Path]:

@@ -37,9 +37,9 @@ def as_auth_error(exc: SearchError, retriever) -> SearchAuthError | None:
     """The :class:`SearchAuthError` a client's HTTP 401/403 rejection stands for, else None."""
     if not _AUTH_REJECTION.search(str(exc)):
         return None
-    return SearchAuthError(f"{_where(retriever)} refused the credentials ({exc}); set data.retriever_token "
-                           "(or the SEARCHR1_TOKEN environment variable) to the token the server was "
-                           "started with (`searchr1 serve --token ...`).")
+    return SearchAuthError(f"{_where(retriever)} refused the credentials ({exc}); pass the token the server "
+                           "was started with (`searchr1 serve --token ...`): `--token` for eval/ask, "
+                           "data.retriever_token for train, or the SEARCHR1_TOKEN environment variable.")
 
 
 class GuardedRetriever:
