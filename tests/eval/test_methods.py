@@ -12,7 +12,7 @@ from searchr1.eval.methods import get_method
 from searchr1.eval.methods.ircot import FORCE_ANSWER
 from searchr1.eval.types import EvalContext
 from searchr1.models.generate import Decoding
-from searchr1.rollout.tags import INVALID_ACTION_TEXT
+from searchr1.protocol import INVALID_ACTION_TEXT
 
 from .conftest import question_of
 
@@ -114,24 +114,42 @@ def test_search_r1_text_loop_corrects_invalid_actions(single_hop, gold, retrieve
     def script(prompt, response):
         q = gold[question_of(prompt)]
         if not response:
-            return "I am not sure what to do."                   # invalid: no action
+            return "I am not sure what to do, " * 4               # invalid: no action, cut by the budget
         if "<information>" not in response:
             return f"<think>search it</think><search> {q.metadata['subject']} </search>"
         return f"<think>found</think><answer> {seen(q.question, response) or 'unknown'} </answer>"
 
     method = get_method("search-r1", engine="text")
-    preds = method.run(single_hop, EvalContext(scripted(script), retriever, max_turns=4), dataset="w")
+    ctx = EvalContext(scripted(script), retriever, max_turns=4, decoding=Decoding(max_new_tokens=8))
+    preds = method.run(single_hop, ctx, dataset="w")
     for p in preds:
         assert p.invalid_actions == 1 and p.valid_actions == 2 and p.turns == 3 and p.searches == 1
         assert INVALID_ACTION_TEXT in p.response and p.finish_reason == "answer"
+        assert p.segments[1] == ["env", INVALID_ACTION_TEXT]
+        # token counts are the generator's own (here: words), not the byte tokenizer's
+        assert p.response_tokens == sum(len(text.split()) for src, text in p.segments if src == "model")
     assert sum(p.em for p in preds) >= 2
+
+
+def test_search_r1_text_loop_ends_a_row_at_eos_without_an_action(single_hop, retriever, scripted):
+    """The rollout engine's rule, now on the text path too: a turn that ends its message without an
+    action ends the row (the old text loop sent the corrective message and went on)."""
+    gen = scripted(lambda p, r: "I am not sure what to do.")
+    p = get_method("search-r1", engine="text").run(single_hop[:1], EvalContext(gen, retriever, max_turns=4), "w")[0]
+    assert p.turns == 1 and p.invalid_actions == 1 and p.finish_reason == "eos" and p.answer is None
+    assert INVALID_ACTION_TEXT not in p.response and len(gen.calls) == 1
 
 
 def test_search_r1_last_turn_cannot_search(single_hop, retriever, scripted):
     gen = scripted(lambda p, r: "<search> again </search>")
     p = get_method("search-r1", engine="text").run(single_hop[:1], EvalContext(gen, retriever, max_turns=2), "w")[0]
-    assert p.searches == 1 and p.turns == 2 and p.finish_reason == "max_turns" and p.answer is None
+    # the last turn's search is plain text; the message then ends without an answer (engine: "eos")
+    assert p.searches == 1 and p.turns == 2 and p.finish_reason == "eos" and p.answer is None
     assert gen.calls[-1][2] == ["</answer>"]
+    cut = scripted(lambda p, r: "<search> again </search> and on and on")   # the last turn hits its budget
+    ctx = EvalContext(cut, retriever, max_turns=2, decoding=Decoding(max_new_tokens=4))
+    p = get_method("search-r1", engine="text").run(single_hop[:1], ctx, "w")[0]
+    assert p.searches == 1 and p.turns == 2 and p.finish_reason == "max_turns" and p.answer is None
 
 
 def test_r1_counts_tagged_answers_only(single_hop, scripted):

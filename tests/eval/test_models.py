@@ -6,7 +6,8 @@ import pytest
 from searchr1.data.qa import QAExample
 from searchr1.eval.methods import get_method
 from searchr1.eval.types import EvalContext
-from searchr1.models import Decoding, HFGenerator, OpenAIChatBackend, OpenAIError, Transcript, load_causal_lm
+from searchr1.models import Decoding, HFGenerator, Transcript, load_causal_lm
+from searchr1.rollout.backends.openai import OpenAIChatBackend, OpenAIError
 from searchr1.models.generate import cut_at_stop
 
 

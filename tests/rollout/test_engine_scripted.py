@@ -5,7 +5,7 @@ import pytest
 
 from searchr1.rollout import INVALID_ACTION_TEXT, RolloutConfig, RolloutEngine, rollout_metrics
 from searchr1.rollout.backends.scripted import ScriptedBackend
-from searchr1.rollout.observation import information
+from searchr1.protocol import information
 
 from .conftest import FakeRetriever
 

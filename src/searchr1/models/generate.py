@@ -8,8 +8,8 @@ followed by ``segments`` the conversation has grown since — text the model wro
   appends the segments verbatim, so the model continues its own assistant turn exactly
   as the rollout engine does (a tokenizer without a chat template gets the message
   contents joined by blank lines, as base models are prompted in Search-R1).
-* ``OpenAIChatBackend`` (``openai_chat.py``) sends segments as assistant / user messages
-  (an API cannot resume a partial assistant turn in general; see its docstring).
+* ``OpenAIChatBackend`` (``searchr1.rollout.backends.openai``) sends segments as assistant / user
+  messages (an API cannot resume a partial assistant turn in general; see its docstring).
 
 Both return :class:`Completion` s whose text *includes* the stop string that ended them.
 """
