@@ -12,7 +12,7 @@ from searchr1.eval.methods import get_method
 from searchr1.eval.methods.ircot import FORCE_ANSWER
 from searchr1.eval.types import EvalContext
 from searchr1.models.generate import Decoding
-from searchr1.protocol import INVALID_ACTION_TEXT
+from searchr1.protocol import INVALID_ACTION_TEXT, information
 
 from .conftest import question_of
 
@@ -173,3 +173,46 @@ def test_every_method_runs_a_tiny_random_model(name, tiny_lm, retriever, single_
         assert all(0.0 <= getattr(p, k) <= 1.0 for k in ("em", "subem", "f1"))
         assert (p.searches >= 1) == (name in ("rag", "ircot")) or name in ("search-o1", "search-r1")
         assert (p.evidence_recall is None) == (name in ("direct", "cot", "r1"))
+
+
+class NoGenerator:
+    """A generator that must not be called: with a local model the agentic methods run the engine."""
+
+    name = "unused"
+
+    def complete(self, transcripts, decoding, stop=None):
+        raise AssertionError("ctx.generator was called; the agentic methods must use the rollout engine")
+
+
+@pytest.mark.parametrize("name", ["search-o1", "search-r1"])
+def test_agentic_methods_run_the_engine_on_a_local_model(name, tiny_lm, retriever, single_hop):
+    model, tok = tiny_lm
+    ctx = EvalContext(NoGenerator(), retriever, topk=2, decoding=Decoding(max_new_tokens=6), max_turns=2,
+                      model=model, tokenizer=tok)
+    preds = get_method(name).run(single_hop[:2], ctx, dataset="w")
+    for p in preds:
+        assert p.finish_reason in ("answer", "eos", "max_turns", "budget") and 1 <= p.turns <= 2
+        assert p.segments[0][0] == "model" and "".join(text for _, text in p.segments) == p.response
+        sampled = sum(len(tok.encode(text, add_special_tokens=False)) for src, text in p.segments if src == "model")
+        assert p.response_tokens >= sampled > 0          # search-o1 adds its reason-in-documents tokens
+
+
+def test_search_o1_reasoning_so_far_includes_injected_text(single_hop, gold, retriever, scripted):
+    """The reason-in-documents prompt shows the response so far, as the engine built it."""
+    def script(prompt, response):
+        if prompt.startswith("Read the searched documents"):
+            return "Nothing.\n\n"
+        q = gold[question_of(prompt)]
+        if not response:
+            return "First thoughts and no action, " * 3
+        if "<information>" not in response:
+            return f"<search> {q.metadata['subject']} </search>"
+        return "<answer> x </answer>"
+
+    ctx = EvalContext(gen := scripted(script), retriever, decoding=Decoding(max_new_tokens=6))
+    p = get_method("search-o1").run(single_hop[:1], ctx, dataset="w")[0]
+    condense_prompt = next(c[0] for c in gen.calls if c[0].startswith("Read the searched documents"))
+    reasoning = condense_prompt.split("Reasoning so far: ")[1].split("\nSearch query:")[0]
+    assert reasoning == (p.segments[0][1] + INVALID_ACTION_TEXT + p.segments[2][1]).strip()
+    assert p.invalid_actions == 1 and p.searches == 1 and p.answer == "x"
+    assert information("Nothing.") in p.response
