@@ -80,7 +80,7 @@ def test_openai_backend_retries_then_fails_clearly(fake_openai):
 
 
 def test_search_r1_through_an_api_model(fake_openai, retriever, world):
-    """The text-level loop: the retrieved documents go back as a user message."""
+    """The engine on an API model (ChatBackend): the retrieved documents go back as a user message."""
     ex = next(q for q in world["world"].questions if q.metadata["relation"] == "birthplace")
     st = fake_openai["state"]
     st["replies"][:] = [f"<think>look up</think><search> {ex.metadata['subject']} </search>",

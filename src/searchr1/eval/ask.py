@@ -7,13 +7,11 @@ trajectory is what the policy reads and the result is what an evaluation would r
 from __future__ import annotations
 
 import json
-import re
 
 from searchr1.data.prompts import make_prompt
 from searchr1.eval.methods.rollout_bridge import EngineParts, run_engine
 from searchr1.eval.types import EvalContext
-
-_BLOCK = re.compile(r"<(think|search|answer)>(.*?)</\1>", re.DOTALL)
+from searchr1.protocol import complete_blocks
 
 
 class LivePrinter:
@@ -28,12 +26,11 @@ class LivePrinter:
         c = self.console
         if kind == "turn":
             text = payload["text"]
-            blocks = _BLOCK.findall(text)
-            if not blocks and text.strip():
+            tagged = any(next(complete_blocks(text, tag), None) for tag in ("think", "search", "answer"))
+            if text.strip() and not tagged:
                 c.print(f"[dim]{escape(text.strip())}[/dim]")
-            for tag, body in blocks:
-                if tag == "think":
-                    c.print(f"[bold magenta]think[/]  [dim]{escape(body.strip())}[/dim]")
+            for _, _, body in complete_blocks(text, "think"):
+                c.print(f"[bold magenta]think[/]  [dim]{escape(body.strip())}[/dim]")
         elif kind == "search":
             c.print(f"[bold cyan]search[/] {escape(payload['query'])}")
             if payload.get("error"):

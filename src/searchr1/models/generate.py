@@ -1,4 +1,5 @@
-"""Text generation behind one interface, for the evaluation methods and ``searchr1 ask``.
+"""Text generation behind one interface: the single-prompt evaluation methods and IRCoT call it, and
+the rollout engine runs it for API models (``searchr1.rollout.backends.openai.ChatBackend``).
 
 A *generator* completes a batch of :class:`Transcript` s: chat ``messages`` (the prompt)
 followed by ``segments`` the conversation has grown since — text the model wrote
