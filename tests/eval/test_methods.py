@@ -216,3 +216,15 @@ def test_search_o1_reasoning_so_far_includes_injected_text(single_hop, gold, ret
     assert reasoning == (p.segments[0][1] + INVALID_ACTION_TEXT + p.segments[2][1]).strip()
     assert p.invalid_actions == 1 and p.searches == 1 and p.answer == "x"
     assert information("Nothing.") in p.response
+
+
+def test_model_text_leaves_out_injected_text_and_special_tokens(tiny_lm):
+    from searchr1.eval.methods.rollout_bridge import model_text
+    from searchr1.rollout.types import Trajectory
+
+    _, tok = tiny_lm
+    said, injected = tok.encode("So the answer is Paris", add_special_tokens=False), tok.encode("<information>x")
+    t = Trajectory(prompt_ids=[1], response_ids=injected + said + [tok.eos_token_id],
+                   response_mask=[0] * len(injected) + [1] * (len(said) + 1))
+    assert model_text(t, tok) == "So the answer is Paris"
+    assert get_method("search-o1").extract(model_text(t, tok)) == ("Paris", "answer-is")

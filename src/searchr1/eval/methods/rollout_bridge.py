@@ -79,9 +79,11 @@ def run_engine(ctx: EvalContext, parts: EngineParts, prompts: list[str], search:
     return engine.run(prompts, example_ids=example_ids)
 
 
-def model_text(traj: Trajectory) -> str:
-    """Everything the model wrote, in order (injected text left out)."""
-    return "".join(text for text, sampled in traj.segments if sampled)
+def model_text(traj: Trajectory, tokenizer) -> str:
+    """Everything the model wrote, in order, without injected text or special tokens (an EOS token's
+    text would otherwise end up in an answer read off free text)."""
+    ids = [i for i, m in zip(traj.response_ids, traj.response_mask) if m]
+    return tokenizer.decode(ids, skip_special_tokens=True)
 
 
 def prediction(method: str, ex: QAExample, dataset: str, traj: Trajectory, started: float,

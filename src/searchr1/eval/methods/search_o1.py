@@ -89,7 +89,7 @@ class SearchO1(Method):
                            observe=condense, on_event=track)
         preds = []
         for i, (ex, t) in enumerate(zip(examples, trajs)):
-            answer, source = self.extract(model_text(t))
+            answer, source = self.extract(model_text(t, parts.tokenizer))
             preds.append(prediction(self.name, ex, dataset, t, started, answer, source, extra_tokens[i]))
         return preds
 
