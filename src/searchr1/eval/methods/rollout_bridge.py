@@ -61,7 +61,7 @@ def rollout_config(ctx: EvalContext, search: bool, max_turn_tokens: int | None =
     d = ctx.decoding
     greedy = d.temperature == 0
     budgets = {} if local else {"max_prompt_tokens": _UNBOUNDED, "max_obs_tokens": _UNBOUNDED,
-                                "max_total_tokens": 2 * _UNBOUNDED, "max_query_chars": 512}
+                                "max_total_tokens": 2 * _UNBOUNDED}
     return RolloutConfig(
         max_turns=ctx.max_turns if search else 1, topk=ctx.topk, search_enabled=search,
         max_turn_tokens=max_turn_tokens or d.max_new_tokens, do_sample=not greedy,
