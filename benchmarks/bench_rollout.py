@@ -127,8 +127,8 @@ def run_searchr1_loop(tok, model, prompts, seed=0):
     """Search-R1's multi-turn loop: full budget per turn, cut afterwards, re-encode every turn."""
     from searchr1.rollout.backends.base import TurnParams
     from searchr1.rollout.backends.hf import HFBackend
-    from searchr1.rollout.observation import information, passages_body
-    from searchr1.rollout.tags import INVALID_ACTION_TEXT, parse_action
+    from searchr1.data.prompts import passages_body
+    from searchr1.protocol import INVALID_ACTION_TEXT, information, parse_action
 
     backend, retriever = HFBackend(model, tok, park=False), FixedRetriever()  # HF generate keeps ended rows
     contexts = [tok.encode(p, add_special_tokens=False) for p in prompts]

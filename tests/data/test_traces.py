@@ -6,7 +6,7 @@ import pytest
 from searchr1.data.world import WorldConfig, generate_world
 from searchr1.data.traces import random_policy_response, teacher_response
 from searchr1.rewards import exact_match, extract_answer, validate_format
-from searchr1.rewards.tags import strip_information
+from searchr1.protocol import strip_information
 from searchr1.search.bm25 import BM25Config, BM25Retriever
 
 

@@ -87,7 +87,8 @@ def smol():
 
 
 class ScriptedGenerator:
-    """Answers from a script ``fn(prompt_text, response_so_far) -> text``, honouring stop strings.
+    """Answers from a script ``fn(prompt_text, response_so_far) -> text``, honouring stop strings and
+    the token budget (a word is a token, as in the fake OpenAI server: a longer text is cut, "length").
 
     It stands in for the language model only; the methods, the loop and the retriever are real.
     """
@@ -103,7 +104,10 @@ class ScriptedGenerator:
             prompt = t.messages[-1]["content"]
             self.calls.append((prompt, t.response, list(stop or [])))
             text, stopped = cut_at_stop(self.fn(prompt, t.response), stop)
-            out.append(Completion(text, len(text.split()), "stop" if stopped else "eos"))
+            reason = "stop" if stopped else "eos"
+            if not stopped and len(text.split()) > decoding.max_new_tokens:
+                text, reason = " ".join(text.split()[:decoding.max_new_tokens]), "length"
+            out.append(Completion(text, len(text.split()), reason))
         return out
 
 

@@ -28,3 +28,30 @@ def test_ask_prints_the_trajectory_as_it_unfolds(world, retriever, scripted):
     # the search and its titles were shown before the model's second turn ran
     assert f"search {subject}" in printed_before_second_turn[0] and titles[0] in printed_before_second_turn[0]
     assert result["answer"] == gold and result["searches"] == 1 and result["queries"] == [subject]
+
+
+KEYS = {"question", "answer", "finish_reason", "turns", "searches", "queries", "retrieved", "response_tokens",
+        "invalid_actions", "segments"}
+
+
+def test_ask_runs_the_engine_on_a_local_model(world, retriever, tiny_lm):
+    """A local model goes through the engine's HFBackend (the generator is never called); the live
+    view gets one "turn" event per turn and the result has the --json keys."""
+    from searchr1.models.generate import Decoding
+
+    class NoGenerator:
+        name = "unused"
+
+        def complete(self, *args, **kwargs):
+            raise AssertionError("ask must run the rollout engine on a local model")
+
+    model, tok = tiny_lm
+    ex = world["world"].questions[0]
+    events = []
+    ctx = EvalContext(NoGenerator(), retriever, topk=2, decoding=Decoding(max_new_tokens=5), max_turns=2,
+                      model=model, tokenizer=tok)
+    result = ask(ex.question, ctx, live=lambda row, kind, payload: events.append((row, kind)))
+    assert set(result) == KEYS and result["question"] == ex.question
+    assert [k for _, k in events].count("turn") == result["turns"] >= 1 and {r for r, _ in events} == {0}
+    assert result["segments"][0][0] == "model" and 0 < result["response_tokens"] <= 10
+    assert result["searches"] == len(result["retrieved"]) == len(result["queries"])

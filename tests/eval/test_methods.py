@@ -12,7 +12,7 @@ from searchr1.eval.methods import get_method
 from searchr1.eval.methods.ircot import FORCE_ANSWER
 from searchr1.eval.types import EvalContext
 from searchr1.models.generate import Decoding
-from searchr1.rollout.tags import INVALID_ACTION_TEXT
+from searchr1.protocol import INVALID_ACTION_TEXT, information
 
 from .conftest import question_of
 
@@ -114,24 +114,42 @@ def test_search_r1_text_loop_corrects_invalid_actions(single_hop, gold, retrieve
     def script(prompt, response):
         q = gold[question_of(prompt)]
         if not response:
-            return "I am not sure what to do."                   # invalid: no action
+            return "I am not sure what to do, " * 4               # invalid: no action, cut by the budget
         if "<information>" not in response:
             return f"<think>search it</think><search> {q.metadata['subject']} </search>"
         return f"<think>found</think><answer> {seen(q.question, response) or 'unknown'} </answer>"
 
     method = get_method("search-r1", engine="text")
-    preds = method.run(single_hop, EvalContext(scripted(script), retriever, max_turns=4), dataset="w")
+    ctx = EvalContext(scripted(script), retriever, max_turns=4, decoding=Decoding(max_new_tokens=8))
+    preds = method.run(single_hop, ctx, dataset="w")
     for p in preds:
         assert p.invalid_actions == 1 and p.valid_actions == 2 and p.turns == 3 and p.searches == 1
         assert INVALID_ACTION_TEXT in p.response and p.finish_reason == "answer"
+        assert p.segments[1] == ["env", INVALID_ACTION_TEXT]
+        # token counts are the generator's own (here: words), not the byte tokenizer's
+        assert p.response_tokens == sum(len(text.split()) for src, text in p.segments if src == "model")
     assert sum(p.em for p in preds) >= 2
+
+
+def test_search_r1_text_loop_ends_a_row_at_eos_without_an_action(single_hop, retriever, scripted):
+    """The rollout engine's rule, now on the text path too: a turn that ends its message without an
+    action ends the row (the old text loop sent the corrective message and went on)."""
+    gen = scripted(lambda p, r: "I am not sure what to do.")
+    p = get_method("search-r1", engine="text").run(single_hop[:1], EvalContext(gen, retriever, max_turns=4), "w")[0]
+    assert p.turns == 1 and p.invalid_actions == 1 and p.finish_reason == "eos" and p.answer is None
+    assert INVALID_ACTION_TEXT not in p.response and len(gen.calls) == 1
 
 
 def test_search_r1_last_turn_cannot_search(single_hop, retriever, scripted):
     gen = scripted(lambda p, r: "<search> again </search>")
     p = get_method("search-r1", engine="text").run(single_hop[:1], EvalContext(gen, retriever, max_turns=2), "w")[0]
-    assert p.searches == 1 and p.turns == 2 and p.finish_reason == "max_turns" and p.answer is None
+    # the last turn's search is plain text; the message then ends without an answer (engine: "eos")
+    assert p.searches == 1 and p.turns == 2 and p.finish_reason == "eos" and p.answer is None
     assert gen.calls[-1][2] == ["</answer>"]
+    cut = scripted(lambda p, r: "<search> again </search> and on and on")   # the last turn hits its budget
+    ctx = EvalContext(cut, retriever, max_turns=2, decoding=Decoding(max_new_tokens=4))
+    p = get_method("search-r1", engine="text").run(single_hop[:1], ctx, "w")[0]
+    assert p.searches == 1 and p.turns == 2 and p.finish_reason == "max_turns" and p.answer is None
 
 
 def test_r1_counts_tagged_answers_only(single_hop, scripted):
@@ -155,3 +173,58 @@ def test_every_method_runs_a_tiny_random_model(name, tiny_lm, retriever, single_
         assert all(0.0 <= getattr(p, k) <= 1.0 for k in ("em", "subem", "f1"))
         assert (p.searches >= 1) == (name in ("rag", "ircot")) or name in ("search-o1", "search-r1")
         assert (p.evidence_recall is None) == (name in ("direct", "cot", "r1"))
+
+
+class NoGenerator:
+    """A generator that must not be called: with a local model the agentic methods run the engine."""
+
+    name = "unused"
+
+    def complete(self, transcripts, decoding, stop=None):
+        raise AssertionError("ctx.generator was called; the agentic methods must use the rollout engine")
+
+
+@pytest.mark.parametrize("name", ["search-o1", "search-r1"])
+def test_agentic_methods_run_the_engine_on_a_local_model(name, tiny_lm, retriever, single_hop):
+    model, tok = tiny_lm
+    ctx = EvalContext(NoGenerator(), retriever, topk=2, decoding=Decoding(max_new_tokens=6), max_turns=2,
+                      model=model, tokenizer=tok)
+    preds = get_method(name).run(single_hop[:2], ctx, dataset="w")
+    for p in preds:
+        assert p.finish_reason in ("answer", "eos", "max_turns", "budget") and 1 <= p.turns <= 2
+        assert p.segments[0][0] == "model" and "".join(text for _, text in p.segments) == p.response
+        sampled = sum(len(tok.encode(text, add_special_tokens=False)) for src, text in p.segments if src == "model")
+        assert p.response_tokens >= sampled > 0          # search-o1 adds its reason-in-documents tokens
+
+
+def test_search_o1_reasoning_so_far_includes_injected_text(single_hop, gold, retriever, scripted):
+    """The reason-in-documents prompt shows the response so far, as the engine built it."""
+    def script(prompt, response):
+        if prompt.startswith("Read the searched documents"):
+            return "Nothing.\n\n"
+        q = gold[question_of(prompt)]
+        if not response:
+            return "First thoughts and no action, " * 3
+        if "<information>" not in response:
+            return f"<search> {q.metadata['subject']} </search>"
+        return "<answer> x </answer>"
+
+    ctx = EvalContext(gen := scripted(script), retriever, decoding=Decoding(max_new_tokens=6))
+    p = get_method("search-o1").run(single_hop[:1], ctx, dataset="w")[0]
+    condense_prompt = next(c[0] for c in gen.calls if c[0].startswith("Read the searched documents"))
+    reasoning = condense_prompt.split("Reasoning so far: ")[1].split("\nSearch query:")[0]
+    assert reasoning == (p.segments[0][1] + INVALID_ACTION_TEXT + p.segments[2][1]).strip()
+    assert p.invalid_actions == 1 and p.searches == 1 and p.answer == "x"
+    assert information("Nothing.") in p.response
+
+
+def test_model_text_leaves_out_injected_text_and_special_tokens(tiny_lm):
+    from searchr1.eval.methods.rollout_bridge import model_text
+    from searchr1.rollout.types import Trajectory
+
+    _, tok = tiny_lm
+    said, injected = tok.encode("So the answer is Paris", add_special_tokens=False), tok.encode("<information>x")
+    t = Trajectory(prompt_ids=[1], response_ids=injected + said + [tok.eos_token_id],
+                   response_mask=[0] * len(injected) + [1] * (len(said) + 1))
+    assert model_text(t, tok) == "So the answer is Paris"
+    assert get_method("search-o1").extract(model_text(t, tok)) == ("Paris", "answer-is")

@@ -6,7 +6,8 @@ import pytest
 from searchr1.data.qa import QAExample
 from searchr1.eval.methods import get_method
 from searchr1.eval.types import EvalContext
-from searchr1.models import Decoding, HFGenerator, OpenAIChatBackend, OpenAIError, Transcript, load_causal_lm
+from searchr1.models import Decoding, HFGenerator, Transcript, load_causal_lm
+from searchr1.rollout.backends.openai import OpenAIChatBackend, OpenAIError
 from searchr1.models.generate import cut_at_stop
 
 
@@ -82,7 +83,7 @@ def test_openai_backend_retries_then_fails_clearly(fake_openai):
 
 
 def test_search_r1_through_an_api_model(fake_openai, retriever, world):
-    """The text-level loop: the retrieved documents go back as a user message."""
+    """The engine on an API model (ChatBackend): the retrieved documents go back as a user message."""
     ex = next(q for q in world["world"].questions if q.metadata["relation"] == "birthplace")
     st = fake_openai["state"]
     st["replies"][:] = [f"<think>look up</think><search> {ex.metadata['subject']} </search>",
@@ -143,3 +144,38 @@ def test_load_causal_lm_registers_the_demo_copy_model(tmp_path):
     tok.save_pretrained(tmp_path)
     model, _ = load_causal_lm(tmp_path, dtype="float32")
     assert isinstance(model, CopyQwen2ForCausalLM)
+
+
+def test_chat_backend_runs_the_engine_against_an_openai_endpoint(fake_openai, retriever):
+    """The engine on an API model: raw-text prompt as the user message, stop restored, text that
+    round-trips through the byte tokenizer, the endpoint's own token counts and sampling settings."""
+    from searchr1.rollout import RolloutConfig, RolloutEngine
+    from searchr1.rollout.backends.openai import ByteTokenizer, ChatBackend
+
+    st = fake_openai["state"]
+    st["replies"][:] = ["<think>é x</think><search> Zoë </search> never seen", "<answer> Zoë Ba </answer>"]
+    n = len(st["requests"])
+    tok = ByteTokenizer()
+    backend = ChatBackend(OpenAIChatBackend(fake_openai["url"], "m"), tok)
+    engine = RolloutEngine(backend, retriever, tok, RolloutConfig(max_turn_tokens=40, topk=1, do_sample=False,
+                                                                   seed=7, max_obs_tokens=4000))
+    (t,) = engine.run(["Question: who? (raw text)"])
+    assert (t.answer, t.finish_reason, t.turns, t.searches, t.queries) == ("Zoë Ba", "answer", 2, 1, ["Zoë"])
+    assert t.segments[0] == ("<think>é x</think><search> Zoë </search>", True)
+    assert t.segments[-1] == ("<answer> Zoë Ba </answer>", True) and t.response_text == tok.decode(t.response_ids)
+    assert t.generated_tokens == 3 + 3        # the endpoint's completion_tokens (the fake counts words before the stop)
+    first, second = st["requests"][n:n + 2]
+    assert first["messages"] == [{"role": "user", "content": "Question: who? (raw text)"}]
+    assert first["stop"] == ["</search>", "</answer>"] and first["max_tokens"] == 40
+    assert first["temperature"] == 0.0 and first["seed"] == 7
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
+    assert second["messages"][2]["content"] == t.segments[1][0] and "<information>" in t.segments[1][0]
+
+
+def test_byte_tokenizer_is_lossless():
+    from searchr1.rollout.backends.openai import ByteTokenizer
+
+    tok = ByteTokenizer()
+    for text in ["", "plain", "Zoë 日本 🙂 <answer> x </answer>\n"]:
+        assert tok.decode(tok.encode(text)) == text
+    assert tok.eos_token_id == 256 and tok.decode([104, 256, 105]) == "hi" and tok.chat_template is None

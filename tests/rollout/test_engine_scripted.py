@@ -5,7 +5,9 @@ import pytest
 
 from searchr1.rollout import INVALID_ACTION_TEXT, RolloutConfig, RolloutEngine, rollout_metrics
 from searchr1.rollout.backends.scripted import ScriptedBackend
-from searchr1.rollout.observation import information
+from searchr1.protocol import information
+
+from searchr1.search.base import SearchError
 
 from .conftest import FakeRetriever
 
@@ -205,3 +207,64 @@ def test_stop_token_carrying_extra_characters(tok):
     first_turn = session.emitted[0][0]
     assert tok.decode(first_turn) == "<search> q </search>\n\n"
     assert t.response_text.startswith("<search> q </search>\n\n\n\n<information>")
+
+
+def test_segments_are_recorded_as_the_engine_goes(tok):
+    from searchr1.protocol import segments_from_mask
+
+    scripts = [["<search> a </search>", "no action", "<answer> A </answer>"], ["<answer> B </answer>"]]
+    trajs, _, _ = run(tok, scripts, max_obs_tokens=12)
+    for t in trajs:
+        assert [s for _, s in t.segments] == [bool(k % 2 == 0) for k in range(len(t.segments))]
+        assert "".join(text for text, _ in t.segments) == t.response_text
+        rebuilt = segments_from_mask(t.response_ids, t.response_mask, lambda ids: tok.decode(ids))
+        assert t.segments == rebuilt
+        assert t.generated_tokens == sum(t.response_mask)
+    assert len(trajs[0].segments) == 5 and trajs[0].segments[3] == (INVALID_ACTION_TEXT, False)
+
+
+def test_observe_hook_replaces_the_body_and_events_arrive_in_order(tok):
+    seen, events = [], []
+
+    def observe(rows, queries, hits):
+        seen.append((rows, queries, [[h.doc.id for h in hs] for hs in hits]))
+        return [f"note for {q}" for q in queries]
+
+    scripts = [["<think>x</think><search> a </search>", "<answer> A </answer>"],
+               ["oops", "<search> b </search>", "<answer> B </answer>"]]
+    backend = ScriptedBackend(tok, scripts)
+    engine = RolloutEngine(backend, FakeRetriever(), tok, RolloutConfig(topk=2), observe=observe,
+                           on_event=lambda row, kind, payload: events.append((row, kind, payload)))
+    t0, t1 = engine.run([PROMPT] * 2)
+    assert seen == [([0], ["a"], [["a#1", "a#2"]]), ([1], ["b"], [["b#1", "b#2"]])]
+    assert information("note for a") in t0.response_text and "Passage" not in t0.response_text
+    assert t0.retrieved_ids == [["a#1", "a#2"]]            # the hits are still recorded
+    kinds = [(row, kind) for row, kind, _ in events]
+    assert kinds == [(0, "turn"), (1, "turn"), (1, "invalid"), (1, "observation"), (0, "search"), (0, "observation"),
+                     (0, "turn"), (0, "answer"), (1, "turn"), (1, "search"), (1, "observation"),
+                     (1, "turn"), (1, "answer")]
+    payloads = {(row, kind): p for row, kind, p in events}
+    assert payloads[(0, "turn")]["text"] == "<answer> A </answer>"           # the last turn of row 0
+    assert payloads[(0, "search")]["query"] == "a" and payloads[(0, "search")]["error"] is None
+    assert [h.doc.id for h in payloads[(0, "search")]["hits"]] == ["a#1", "a#2"]
+    assert payloads[(0, "answer")] == {"answer": "A"} and payloads[(1, "invalid")]["reason"]
+    # every injected text is announced exactly as appended
+    injected = ["".join(p["text"] for row, kind, p in events if row == r and kind == "observation") for r in (0, 1)]
+    assert injected == ["".join(text for text, s in t.segments if not s) for t in (t0, t1)]
+
+
+def test_a_failed_batched_search_is_retried_per_query(tok):
+    class FailsOn(FakeRetriever):
+        def search(self, queries, topk):
+            self.calls.append(list(queries))
+            if "bad" in queries:
+                raise SearchError(f"cannot search {queries}")
+            return FakeRetriever.search(FakeRetriever(), queries, topk)
+
+    retriever = FailsOn()
+    scripts = [["<search> good </search>", "<answer> A </answer>"], ["<search> bad </search>", "<answer> B </answer>"]]
+    (t0, t1), _, _ = run(tok, scripts, retriever=retriever, topk=1)
+    assert retriever.calls == [["good", "bad"], ["good"], ["bad"]]
+    assert (t0.search_failures, t0.retrieved_ids) == (0, [["good#1"]])
+    assert (t1.search_failures, t1.retrieved_ids) == (1, [[]])
+    assert information("search failed: cannot search ['bad']") in t1.response_text

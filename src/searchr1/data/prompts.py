@@ -129,6 +129,11 @@ def render_passages(docs_or_hits: Iterable[Any]) -> str:
     return "".join(lines)
 
 
+def passages_body(hits: Iterable[Any]) -> str:
+    """Body of a search observation: the rendered hits, best first, stripped as Search-R1 strips it."""
+    return render_passages(hits).strip()
+
+
 def make_prompt(question: str, template: str = "search-r1", passages: Iterable[Any] | str | None = None) -> str:
     """The prompt text for one question.
 

@@ -2,7 +2,7 @@
 
 Both write exactly what the rollout produces: the policy's blocks, and after each
 ``</search>`` the observation the environment injects
-(``searchr1.rollout.observation.information`` over the real retrieval results).
+(``searchr1.protocol.information`` over the real retrieval results).
 
 * ``random_policy_response`` — teaches the *format*, not the strategy: it searches
   (``min_searches``-``max_searches`` times) with a query drawn uniformly from the
@@ -36,8 +36,9 @@ from __future__ import annotations
 import random
 import re
 
+from searchr1.data.prompts import passages_body
 from searchr1.data.qa import QAExample
-from searchr1.rollout.observation import information, passages_body
+from searchr1.protocol import information
 from searchr1.search.base import Retriever
 
 THINKS = ("I need more information.", "Let me search.", "I should look this up.", "I can answer now.",

@@ -15,8 +15,8 @@ import torch
 
 from searchr1.data.qa import QAExample
 from searchr1.data.prompts import make_prompt
-from searchr1.rewards import exact_match, normalize_answer, segments_from_mask, validate_format
-from searchr1.rewards.tags import policy_answer
+from searchr1.protocol import policy_answer, validate_format
+from searchr1.rewards import exact_match, normalize_answer
 from searchr1.rollout.backends.hf import HFBackend
 from searchr1.rollout.config import RolloutConfig
 from searchr1.rollout.engine import RolloutEngine
@@ -37,8 +37,7 @@ def probe_policy(model, tokenizer, retriever: Retriever, questions: list[QAExamp
     n_valid = n_q = n_q_ent = n_ans = n_copied = 0
     em = 0.0
     for q, t in zip(questions, trajs):
-        segs = segments_from_mask(t.response_ids, t.response_mask,
-                                  lambda ids: tokenizer.decode(ids, skip_special_tokens=False))
+        segs = t.segments
         n_valid += validate_format(t.response_text, segments=segs).ok
         targets = [q.metadata.get("subject", ""), q.metadata.get("bridge", "")]
         for query in t.queries:

@@ -1,27 +1,21 @@
 """``searchr1 ask "question"``: one question, the trajectory printed live as it unfolds.
 
-The turn loop is the text-level loop of ``methods/agent.py`` at batch size 1 (the rollout
-engine has no per-turn hook), with the engine's parser, corrective message and
-observation format, so the printed trajectory is what the policy reads. Local models
-continue their own assistant turn (chat template + response so far); API models get the
-message rendering of ``OpenAIChatBackend``.
+It is the rollout engine at batch size 1 (HFBackend for a local model, ChatBackend for an API
+model, as in ``search-r1``'s evaluation), watched through its ``on_event`` hook, so the printed
+trajectory is what the policy reads and the result is what an evaluation would record.
 """
 from __future__ import annotations
 
 import json
-import re
 
 from searchr1.data.prompts import make_prompt
-from searchr1.eval.methods.agent import agent_loop
-from searchr1.eval.methods.base import user_prompt
+from searchr1.eval.methods.rollout_bridge import EngineParts, run_engine
 from searchr1.eval.types import EvalContext
-from searchr1.rewards import extract_answer
-
-_BLOCK = re.compile(r"<(think|search|answer)>(.*?)</\1>", re.DOTALL)
+from searchr1.protocol import complete_blocks
 
 
 class LivePrinter:
-    """Rich rendering of agent-loop events (think, search + titles, answer)."""
+    """Rich rendering of the engine's events (think, search + titles, answer)."""
 
     def __init__(self, console):
         self.console = console
@@ -30,14 +24,13 @@ class LivePrinter:
         from rich.markup import escape
 
         c = self.console
-        if kind == "model":
+        if kind == "turn":
             text = payload["text"]
-            blocks = _BLOCK.findall(text)
-            if not blocks and text.strip():
+            tagged = any(next(complete_blocks(text, tag), None) for tag in ("think", "search", "answer"))
+            if text.strip() and not tagged:
                 c.print(f"[dim]{escape(text.strip())}[/dim]")
-            for tag, body in blocks:
-                if tag == "think":
-                    c.print(f"[bold magenta]think[/]  [dim]{escape(body.strip())}[/dim]")
+            for _, _, body in complete_blocks(text, "think"):
+                c.print(f"[bold magenta]think[/]  [dim]{escape(body.strip())}[/dim]")
         elif kind == "search":
             c.print(f"[bold cyan]search[/] {escape(payload['query'])}")
             if payload.get("error"):
@@ -52,8 +45,8 @@ class LivePrinter:
 
 def ask(question: str, ctx: EvalContext, live=None, template: str = "search-r1") -> dict:
     """Run one question; return ``{question, answer, finish_reason, turns, searches, queries,
-    retrieved: [[{"id", "title", "score"}]], segments}``. ``live`` receives events as they happen."""
-    transcript = user_prompt(make_prompt(question, template))
+    retrieved: [[{"id", "title", "score"}]], response_tokens, invalid_actions, segments}``.
+    ``live`` receives the engine's events as they happen."""
     retrieved: list[list[dict]] = []
 
     def on_event(row, kind, payload):
@@ -63,13 +56,13 @@ def ask(question: str, ctx: EvalContext, live=None, template: str = "search-r1")
         if live is not None:
             live(row, kind, payload)
 
-    stats = agent_loop([transcript], ctx, on_event=on_event)[0]
-    model_text = "".join(t for s, t in transcript.segments if s == "model")
-    return {"question": question, "answer": extract_answer(model_text), "finish_reason": stats["finish_reason"],
-            "turns": stats["turns"], "searches": stats["searches"], "queries": stats["queries"],
-            "retrieved": retrieved, "response_tokens": stats["response_tokens"],
-            "invalid_actions": stats["invalid_actions"],
-            "segments": [[s, t] for s, t in transcript.segments]}
+    parts = EngineParts(ctx)
+    t = run_engine(ctx, parts, [parts.prompt(make_prompt(question, template))], search=True, on_event=on_event)[0]
+    return {"question": question, "answer": t.answer, "finish_reason": t.finish_reason,
+            "turns": t.turns, "searches": t.searches, "queries": list(t.queries),
+            "retrieved": retrieved, "response_tokens": t.generated_tokens,
+            "invalid_actions": t.invalid_actions,
+            "segments": [["model" if sampled else "env", text] for text, sampled in t.segments]}
 
 
 def print_json(result: dict) -> None:

@@ -167,7 +167,8 @@ def run_ask(args) -> int:
     if not args.json:
         console.print(f"[dim]model: {bundle.info.get('name')}[/dim]")
     ctx = EvalContext(generator=bundle.generator, retriever=retriever, topk=args.topk,
-                      decoding=Decoding(max_new_tokens=args.max_new_tokens), max_turns=args.max_turns)
+                      decoding=Decoding(max_new_tokens=args.max_new_tokens), max_turns=args.max_turns,
+                      model=bundle.model, tokenizer=bundle.tokenizer)
     result = ask(args.question, ctx, live=None if args.json else LivePrinter(console), template=args.template)
     if args.json:
         print_json(result)

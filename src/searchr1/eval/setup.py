@@ -87,7 +87,7 @@ def make_generator(model: str | None = None, openai_base: str | None = None, ope
             raise ValueError("pass either --model or --openai-base/--openai-model, not both.")
         if not (openai_base and openai_model):
             raise ValueError("an OpenAI-compatible endpoint needs both --openai-base URL and --openai-model NAME.")
-        from searchr1.models.openai_chat import OpenAIChatBackend
+        from searchr1.rollout.backends.openai import OpenAIChatBackend
 
         gen = OpenAIChatBackend(openai_base, openai_model, api_key or os.environ.get("OPENAI_API_KEY"),
                                 max_concurrency=batch_size)

@@ -12,7 +12,8 @@ class EvalContext:
     """The generator, the retriever and the settings shared by all methods of one run."""
 
     generator: Generator
-    """Local model (``HFGenerator``) or API model (``OpenAIChatBackend``)."""
+    """Local model (``HFGenerator``) or API model (``OpenAIChatBackend``): the single-prompt methods and
+    IRCoT call it; the agentic methods run it under the rollout engine when there is no local model."""
     retriever: Retriever | None = None
     """None is allowed only for methods that never search (direct, cot, r1)."""
     topk: int = 3
@@ -24,7 +25,8 @@ class EvalContext:
     ircot_steps: int = 4
     """IRCoT: reasoning sentences (each one a new query) before the answer is forced."""
     model: object | None = None
-    """The local model and tokenizer behind ``generator`` (search-r1 runs the rollout engine on them)."""
+    """The local model and tokenizer behind ``generator`` (search-r1, search-o1 and ask run the rollout
+    engine's HFBackend on them)."""
     tokenizer: object | None = None
 
     def __post_init__(self):

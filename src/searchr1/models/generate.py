@@ -1,4 +1,5 @@
-"""Text generation behind one interface, for the evaluation methods and ``searchr1 ask``.
+"""Text generation behind one interface: the single-prompt evaluation methods and IRCoT call it, and
+the rollout engine runs it for API models (``searchr1.rollout.backends.openai.ChatBackend``).
 
 A *generator* completes a batch of :class:`Transcript` s: chat ``messages`` (the prompt)
 followed by ``segments`` the conversation has grown since — text the model wrote
@@ -8,8 +9,8 @@ followed by ``segments`` the conversation has grown since — text the model wro
   appends the segments verbatim, so the model continues its own assistant turn exactly
   as the rollout engine does (a tokenizer without a chat template gets the message
   contents joined by blank lines, as base models are prompted in Search-R1).
-* ``OpenAIChatBackend`` (``openai_chat.py``) sends segments as assistant / user messages
-  (an API cannot resume a partial assistant turn in general; see its docstring).
+* ``OpenAIChatBackend`` (``searchr1.rollout.backends.openai``) sends segments as assistant / user
+  messages (an API cannot resume a partial assistant turn in general; see its docstring).
 
 Both return :class:`Completion` s whose text *includes* the stop string that ended them.
 """

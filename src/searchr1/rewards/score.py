@@ -10,7 +10,7 @@ no reward may pay for text the environment injected:
 * ``<information>`` blocks are always skipped when looking for the answer;
 * the corrective message after an invalid action is plain text that itself contains
   ``<answer> and </answer>``. Pass ``segments`` (the response as ``(text, sampled)``
-  pieces, see ``tags.segments_from_mask``) and the answer is taken from
+  pieces, see ``searchr1.protocol``) and the answer is taken from
   policy-written text only. The rollout's ``Trajectory.answer`` is extracted from
   sampled segments in the same way; without segments the corrective message cannot
   be told apart from policy text.
@@ -49,7 +49,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from searchr1.rewards.metrics import METRICS, as_gold_list, normalize_answer
-from searchr1.rewards.tags import Segment, policy_answer, validate_format
+from searchr1.protocol import Segment, policy_answer, validate_format
 
 KINDS = ("em", "subem", "f1", "format")
 

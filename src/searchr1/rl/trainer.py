@@ -115,7 +115,10 @@ def zero_signal_message(steps: int, reward: float, metrics: dict[str, float]) ->
 
 
 def score_trajectories(trajs, examples, tokenizer, kind: str) -> tuple[list[float], dict[str, float]]:
-    """Outcome reward of each trajectory on the policy-written text; mean components."""
+    """Outcome reward of each trajectory on the policy-written text; mean components.
+
+    The engine records each trajectory's segments; trajectories built elsewhere (no segments) are
+    split by their provenance mask here."""
     from searchr1.rewards import compute_score, segments_from_mask
 
     def decode(ids):
@@ -123,7 +126,7 @@ def score_trajectories(trajs, examples, tokenizer, kind: str) -> tuple[list[floa
 
     scores, comps = [], {}
     for t, ex in zip(trajs, examples):
-        segs = segments_from_mask(t.response_ids, t.response_mask, decode)
+        segs = t.segments or segments_from_mask(t.response_ids, t.response_mask, decode)
         s, c = compute_score(t.response_text, ex.golden_answers, kind, segments=segs)
         scores.append(float(s))
         for k, v in c.items():

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SEARCH_STOP = "</search>"
-ANSWER_STOP = "</answer>"
+from searchr1.protocol import ANSWER_STOP, SEARCH_STOP
 
 
 @dataclass

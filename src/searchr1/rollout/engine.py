@@ -2,10 +2,23 @@
 
 Each turn every unfinished row samples until ``</search>``, ``</answer>``, EOS or its turn budget
 (the backend stops at the stop string: no token is sampled past it). The turn's text is parsed
-(:mod:`searchr1.rollout.tags`); all queries of the turn, across the batch, go to the retriever in
-ONE batched call; observations (or Search-R1's corrective message for an invalid action) are
+(:func:`searchr1.protocol.parse_action`); all queries of the turn, across the batch, go to the
+retriever in ONE batched call (when that call fails, each query is retried alone, so one bad query
+fails only its own row); observations (or Search-R1's corrective message for an invalid action) are
 tokenized on their own and appended with mask 0. The last turn is a flag on the same loop:
-searching is disabled there.
+searching is disabled there. Each trajectory records its ``segments`` (decoded runs of equal
+provenance) as it grows.
+
+Hooks (both optional):
+
+* ``observe(rows, queries, hits) -> bodies``: the observation body of each successful search
+  (default: :func:`searchr1.data.prompts.passages_body` of the hits); ``rows`` index the batch.
+  Search-o1's reason-in-documents step condenses the documents here.
+* ``on_event(row, kind, payload)``: live events, in the order they happen: ``"turn"``
+  ``{"text"}`` (a turn's policy text), ``"answer"`` ``{"answer"}``, ``"invalid"`` ``{"reason"}``,
+  ``"search"`` ``{"query", "hits", "error"}`` (error: None or the failure's text) and
+  ``"observation"`` ``{"text"}`` (every injected text: observations and corrective messages, as
+  appended). ``searchr1 ask`` prints them.
 
 Finish reasons: ``answer`` (a complete ``<answer>``), ``eos`` (the policy ended its message without
 an action), ``max_turns`` (no answer after the last turn, including a row that still searched), and
@@ -18,15 +31,20 @@ EOS without an action ends the row (Search-R1 would append the corrective messag
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from searchr1.data.prompts import apply_chat_template, make_prompt, passages_body
+from searchr1.protocol import (
+    INVALID_ACTION_TEXT, OBS_CLOSE, OBS_OPEN, failure_body, information, parse_action,
+)
 from searchr1.rollout.backends.base import Backend, Generation, TurnParams
 from searchr1.rollout.config import RolloutConfig
-from searchr1.rollout.observation import OBS_CLOSE, OBS_OPEN, failure_body, information, passages_body
-from searchr1.rollout.tags import INVALID_ACTION_TEXT, parse_action
 from searchr1.rollout.types import Trajectory
-from searchr1.search.base import Retriever, SearchError
+from searchr1.search.base import Hit, Retriever, SearchError
+
+Observe = Callable[[list[int], list[str], list[list[Hit]]], list[str]]
+OnEvent = Callable[[int, str, dict], None]
 
 
 @dataclass
@@ -37,8 +55,13 @@ class _Row:
     done: bool = False
     pending: list[int] = field(default_factory=list)  # injected tokens not yet fed to the backend
 
-    def add(self, ids: Sequence[int], sampled: bool, logprobs: Sequence[float] | None = None) -> None:
+    def add(self, ids: Sequence[int], sampled: bool, text: str, logprobs: Sequence[float] | None = None) -> None:
         t = self.traj
+        if text:
+            if t.segments and t.segments[-1][1] == sampled:
+                t.segments[-1] = (t.segments[-1][0] + text, sampled)
+            else:
+                t.segments.append((text, sampled))
         t.response_ids.extend(ids)
         t.response_mask.extend([1 if sampled else 0] * len(ids))
         if t.response_logprobs is not None:
@@ -59,14 +82,17 @@ class RolloutEngine:
 
     ``tokenizer`` is a Hugging Face tokenizer (``encode``/``decode``); prompts given as strings are
     already chat-formatted and are encoded without special tokens. ``retriever`` may be None only
-    when ``config.search_enabled`` is False.
+    when ``config.search_enabled`` is False. ``observe`` and ``on_event``: see the module docstring.
     """
 
-    def __init__(self, backend: Backend, retriever: Retriever | None, tokenizer, config: RolloutConfig | None = None):
+    def __init__(self, backend: Backend, retriever: Retriever | None, tokenizer, config: RolloutConfig | None = None,
+                 observe: Observe | None = None, on_event: OnEvent | None = None):
         self.backend = backend
         self.retriever = retriever
         self.tokenizer = tokenizer
         self.config = config or RolloutConfig()
+        self.observe = observe
+        self.on_event = on_event
         if retriever is None and self.config.search_enabled:
             raise ValueError("a retriever is required when search_enabled=True; pass one or set search_enabled=False.")
         self.timings: dict[str, float] = {}
@@ -76,6 +102,13 @@ class RolloutEngine:
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def _emit(self, row: int, kind: str, payload: dict) -> None:
+        if self.on_event is not None:
+            self.on_event(row, kind, payload)
 
     # -- public -------------------------------------------------------------------------------
     def run(
@@ -118,7 +151,7 @@ class RolloutEngine:
                 for i, gen in zip(live, gens):
                     rows[i].pending = []
                     rows[i].traj.turns = turn
-                    query = self._step(rows[i], gen, last)
+                    query = self._step(i, rows[i], gen, last)
                     if query is not None:
                         searches.append((i, query))
                 if searches:
@@ -134,7 +167,7 @@ class RolloutEngine:
         finally:
             session.close()
         for r in rows:
-            r.traj.response_text = self.tokenizer.decode(r.traj.response_ids, skip_special_tokens=False)
+            r.traj.response_text = self._decode(r.traj.response_ids)
         self.timings = timings
         return [r.traj for r in rows]
 
@@ -169,16 +202,19 @@ class RolloutEngine:
         row.finish("budget")
         return False
 
-    def _step(self, row: _Row, gen: Generation, last: bool) -> str | None:
+    def _step(self, i: int, row: _Row, gen: Generation, last: bool) -> str | None:
         """Record a turn's sampled tokens and act on them; returns the query to run, if any."""
         cfg, t = self.config, row.traj
-        row.add(gen.token_ids, sampled=True, logprobs=gen.logprobs)
-        text = self.tokenizer.decode(gen.token_ids, skip_special_tokens=False)
+        text = self._decode(gen.token_ids)
+        row.add(gen.token_ids, sampled=True, text=text, logprobs=gen.logprobs)
+        t.generated_tokens += len(gen.token_ids) if gen.n_tokens is None else gen.n_tokens
+        self._emit(i, "turn", {"text": text})
         action = parse_action(text, allow_search=cfg.search_allowed(last), max_query_chars=cfg.max_query_chars)
         if action.kind == "answer":
             t.valid_actions += 1
             t.answer = action.content
             row.finish("answer")
+            self._emit(i, "answer", {"answer": action.content})
             return None
         if action.kind == "search":
             t.valid_actions += 1
@@ -187,6 +223,7 @@ class RolloutEngine:
             row.cut("query_chars", action.query_chars_cut)
             return action.content
         t.invalid_actions += 1
+        self._emit(i, "invalid", {"reason": action.reason})
         if gen.finish == "eos":
             row.finish("eos")
         elif last:
@@ -194,36 +231,53 @@ class RolloutEngine:
         elif self._room(row) <= 0:
             row.finish("budget")
         else:
-            self._inject(row, list(self._invalid_ids))
+            self._inject(i, row, list(self._invalid_ids))
         return None
 
-    def _inject(self, row: _Row, ids: list[int]) -> None:
+    def _inject(self, i: int, row: _Row, ids: list[int]) -> None:
         """Append injected tokens, cut to the room left under ``max_total_tokens`` (recorded)."""
         room = max(0, self._room(row))
         row.cut("total", len(ids) - room)
-        row.add(ids[:room], sampled=False)
+        text = self._decode(ids[:room]) if room else ""
+        row.add(ids[:room], sampled=False, text=text)
+        if text:
+            self._emit(i, "observation", {"text": text})
 
-    def _search(self, rows: list[_Row], searches: list[tuple[int, str]]) -> None:
-        queries = [q for _, q in searches]
+    def _retrieve(self, queries: list[str]) -> list[list[Hit] | SearchError]:
+        """Hits per query, or the SearchError of a query that failed even on its own."""
+        k = self.config.topk
         try:
-            results = self.retriever.search(queries, self.config.topk)
+            results = self.retriever.search(queries, k)
         except SearchError as e:
-            for i, _ in searches:
-                rows[i].traj.search_failures += 1
-                rows[i].traj.retrieved_ids.append([])
-                self._observe(rows[i], failure_body(e))
-            return
+            if len(queries) == 1:
+                return [e]
+            return [self._retrieve([q])[0] for q in queries]
         if len(results) != len(queries):
             raise RuntimeError(
                 f"retriever returned {len(results)} result lists for {len(queries)} queries; "
                 "a Retriever must return one list per query."
             )
-        for (i, _), hits in zip(searches, results):
-            hits = list(hits)[: self.config.topk]
-            rows[i].traj.retrieved_ids.append([h.doc.id for h in hits])
-            self._observe(rows[i], passages_body(hits))
+        return [list(hits)[:k] for hits in results]
 
-    def _observe(self, row: _Row, body: str) -> None:
+    def _search(self, rows: list[_Row], searches: list[tuple[int, str]]) -> None:
+        results = self._retrieve([q for _, q in searches])
+        found = [(i, q, r) for (i, q), r in zip(searches, results) if not isinstance(r, SearchError)]
+        if self.observe is not None and found:
+            bodies = self.observe([i for i, _, _ in found], [q for _, q, _ in found], [r for _, _, r in found])
+            if len(bodies) != len(found):
+                raise RuntimeError(f"observe returned {len(bodies)} bodies for {len(found)} searches; give one each.")
+        else:
+            bodies = [passages_body(r) for _, _, r in found]
+        found_bodies = iter(bodies)
+        for (i, q), r in zip(searches, results):
+            t = rows[i].traj
+            failed = isinstance(r, SearchError)
+            t.search_failures += int(failed)
+            t.retrieved_ids.append([] if failed else [h.doc.id for h in r])
+            self._emit(i, "search", {"query": q, "hits": [] if failed else r, "error": str(r) if failed else None})
+            self._observe(i, rows[i], failure_body(r) if failed else next(found_bodies))
+
+    def _observe(self, i: int, row: _Row, body: str) -> None:
         """Append ``<information>body</information>``, cut to ``max_obs_tokens`` (recorded)."""
         ids = self._encode(information(body))
         limit = self.config.max_obs_tokens
@@ -232,7 +286,7 @@ class RolloutEngine:
             keep = max(0, limit - len(self._obs_open_ids) - len(self._obs_close_ids))
             row.cut("obs", len(body_ids) - keep)
             ids = self._obs_open_ids + body_ids[:keep] + self._obs_close_ids
-        self._inject(row, ids)
+        self._inject(i, row, ids)
 
 
 def rollout_metrics(trajs: Sequence[Trajectory]) -> dict[str, float]:
@@ -259,8 +313,6 @@ def build_prompts(examples: Sequence, tokenizer, template: str = "search-r1") ->
 
     Uses :func:`searchr1.data.prompts.make_prompt` and the tokenizer's chat template when it has one.
     """
-    from searchr1.data.prompts import apply_chat_template, make_prompt
-
     out = []
     for ex in examples:
         question = ex if isinstance(ex, str) else ex.question

@@ -3,6 +3,9 @@
 Token ids are kept exactly as sampled (token-in / token-out); injected text
 (prompt, observations, corrective messages) is tokenized on its own. ``mask`` is
 provenance, never derived from token values: 1 = sampled by the policy, 0 = injected.
+``segments`` is the response as decoded runs of equal provenance, recorded as the engine goes, so
+rewards and evaluation need not re-decode (``searchr1.protocol.segments_from_mask`` rebuilds them
+for trajectories that come from elsewhere).
 """
 from __future__ import annotations
 
@@ -26,5 +29,7 @@ class Trajectory:
     queries: list[str] = field(default_factory=list)
     retrieved_ids: list[list[str]] = field(default_factory=list)
     truncated: dict[str, int] = field(default_factory=dict)  # budget name -> tokens cut
+    segments: list[tuple[str, bool]] = field(default_factory=list)  # response as (text, sampled) runs, in order
+    generated_tokens: int = 0             # tokens the model generated (an API's own count when it reports one)
     example_id: str | None = None         # the QA row this trajectory answers
     group_id: int | None = None           # GRPO group (same question)

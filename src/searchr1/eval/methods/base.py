@@ -19,7 +19,8 @@ import time
 from searchr1.data.qa import QAExample
 from searchr1.eval.types import EvalContext, Prediction
 from searchr1.models.generate import Transcript
-from searchr1.rewards import exact_match, extract_answer, f1, subem
+from searchr1.protocol import extract_answer
+from searchr1.rewards import exact_match, f1, subem
 
 _ANSWER_IS = re.compile(r"answer is\s*:?\s*(.+?)(?:\.\s|\.$|\n|$)", re.IGNORECASE)
 _TAG = re.compile(r"</?(think|search|answer|information)>")

@@ -14,6 +14,12 @@ As in IRCoT, the reasoning doubles as the reader: the answer is read off the cha
 of thought. Departures: no few-shot demonstrations (the prompt is zero-shot, as for
 the other baselines here), and the passage pool is capped at ``max_docs`` (IRCoT caps
 it at 15), keeping the most recent when it overflows.
+
+Why this is not a rollout-engine loop: IRCoT's loop is driven by retrieval, not by the tag
+protocol. Each step re-renders the whole prompt (the question plus the grown passage pool) and
+asks for one more sentence that continues the model's own reasoning; nothing is appended to a
+growing context, and no action is parsed from the text. Its generations go through
+``ctx.generator``, the generation path of the single-prompt methods.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from searchr1.data.prompts import get_template, make_prompt
 from searchr1.data.qa import QAExample
 from searchr1.eval.methods.base import Method, user_prompt
 from searchr1.eval.types import EvalContext, Prediction
-from searchr1.rollout.observation import failure_body
+from searchr1.protocol import failure_body
 
 STOP = ["</answer>"]
 
@@ -66,7 +66,7 @@ class RAG(SinglePrompt):
         hits, errors = ctx.search([ex.question for ex in examples])
         prompts, stats = [], []
         for ex, h, err in zip(examples, hits, errors):
-            passages = failure_body(RuntimeError(err)) + "\n" if err else h
+            passages = failure_body(err) + "\n" if err else h
             prompts.append(make_prompt(ex.question, "rag", passages=passages))
             stats.append({"searches": 1, "queries": [ex.question], "search_failures": int(bool(err)),
                           "retrieved_ids": [[x.doc.id for x in h]]})

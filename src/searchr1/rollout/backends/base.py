@@ -32,6 +32,7 @@ class Generation:
     logprobs: list[float] | None  # (len(token_ids),) log p of each sampled token, or None
     finish: str                   # "stop" (a stop string completed) | "eos" | "length"
     stop: str | None = None       # the stop string that ended the turn
+    n_tokens: int | None = None   # tokens the model reports when token_ids re-encode its text (API backends)
 
 
 @runtime_checkable

@@ -1,59 +1,135 @@
-"""Parsing a response: the final answer, the format grammar, and who wrote what.
+"""The Search-R1 protocol: one grammar, one parser, one wire format for rollout, rewards and eval.
 
-A *response* is everything after the prompt: policy-written blocks plus the
-``<information>`` observations (and, after an invalid action, the corrective
-message) that the environment injected. It is parsed on its own, never with the
-prompt.
+Tags. The four block tags are ``<think>``, ``<search>``, ``<information>`` and ``<answer>``, each
+closed by its ``</name>`` twin. The policy writes think/search/answer; the environment injects
+``<information>`` observations (wire format: ``OBS_OPEN + body + OBS_CLOSE``) and, after an
+invalid action, Search-R1's corrective message :data:`INVALID_ACTION_TEXT` (plain text).
 
-Tags
-----
-The four block tags are ``<think>``, ``<search>``, ``<information>`` and
-``<answer>``, each closed by its ``</name>`` twin. The content of an
-``<information>`` block is opaque (retrieved passages may contain anything, tags
-included) and ends at the first ``</information>``. Inside the other three blocks
-no tag may appear before the block's own closing tag.
+A complete block (the one rule shared by :func:`parse_action` and :func:`extract_answer`). A closing
+tag ``</x>`` and the last ``<x>`` before it form a complete block when no other ``</x>`` lies
+between them; its content is the text between the two tags. So ``"<x> a <x> b </x>"`` holds the
+block ``b``, ``"<x>a</x>b</x>"`` only the block ``a``, and an unclosed ``<x>`` or a stray ``</x>``
+none.
 
-Format grammar (``validate_format``)
-------------------------------------
-With ``WS`` = optional whitespace and ``require_think=True`` (the default; the
-Search-R1 template tells the model to reason "first every time you get new
+* :func:`parse_action` (the rollout, one turn of policy text): the action is the complete search or
+  answer block that *ends first*; text after it is ignored. An empty query is invalid; a query
+  longer than ``max_query_chars`` is cut (the characters cut are returned). With
+  ``allow_search=False`` (the last turn, the no-search baseline) search tags are plain text. No
+  complete block, an unclosed tag or a stray closing tag: invalid.
+* :func:`extract_answer` (rewards and eval, a whole response): the stripped content of the *last*
+  complete answer block; None when there is none, ``""`` for an empty answer. For a response whose
+  turns each end at their first complete action, both give the same answer (property-tested).
+
+Format grammar (:func:`validate_format`). With ``WS`` = optional whitespace and
+``require_think=True`` (the Search-R1 template asks for reasoning "first every time you get new
 information")::
 
     response := WS ( THINK WS SEARCH WS INFO WS )* THINK WS ANSWER WS
 
-so every search is preceded by a think block and answered by exactly one
-information block, and the response ends with exactly one answer. With
-``require_think=False`` each ``THINK WS`` above becomes optional. Anything that is
-not whitespace between or after blocks makes the response ill-formed, and so does
-any block after the answer.
+With ``require_think=False`` each ``THINK WS`` is optional. The content of an information block is
+opaque (passages may hold tags) and ends at the first ``</information>``; inside the other blocks no
+tag may appear before the block's own closing tag. Text outside blocks (the corrective message
+included: an invalid action happened) or any block after the answer makes a response ill-formed, as
+in Search-R1's validator.
 
-The corrective message. After an invalid action the rollout injects a plain-text
-message ("My previous action is invalid. ..."), not wrapped in any block. The
-validator treats it as text outside the blocks, so a response containing it is
-ill-formed: an invalid action happened, which is what the format reward should
-penalize. (Search-R1's own validator behaves the same way.)
-
-Provenance (``segments``)
--------------------------
-Text alone cannot tell policy text from injected text: a policy may write its own
-``<information>`` block, and the corrective message itself contains the literal
-``<answer> and </answer>``. Callers that know provenance pass ``segments``: the
-response as consecutive ``(text, sampled)`` pieces (``sampled`` True = written by
-the policy). Then the answer is taken from policy-written text only, and the
-validator also requires information blocks to be injected and the other blocks
-to be policy-written. ``segments_from_mask`` builds them from token ids and the
-rollout's provenance mask.
+Provenance (``segments``). Text alone cannot tell policy text from injected text (a policy may write
+its own ``<information>``; the corrective message contains ``<answer> and </answer>``). Callers
+that know provenance pass the response as ``(text, sampled)`` pieces: the answer is then taken from
+policy-written text only (:func:`policy_answer`) and the validator requires information blocks to
+be injected and the others policy-written. The rollout engine records them as it goes
+(``Trajectory.segments``); :func:`segments_from_mask` rebuilds them from ids and the provenance mask.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+SEARCH_STOP = "</search>"
+ANSWER_STOP = "</answer>"
+OBS_OPEN = "\n\n<information>"
+OBS_CLOSE = "</information>\n\n"
+INVALID_ACTION_TEXT = (
+    "\nMy previous action is invalid. If I want to search, I should put the query between "
+    "<search> and </search>. If I want to give the final answer, I should put the answer between "
+    "<answer> and </answer>. Let me try again.\n"
+)
+ACTION_TAGS = ("search", "answer")
 TAG_NAMES = ("think", "search", "information", "answer")
+
 _TAG = re.compile(r"<(/?)(think|search|information|answer)>")
 
 Segment = tuple[str, bool]  # (text, sampled by the policy)
+
+
+# -- the wire format -----------------------------------------------------------------------------
+def information(body: str) -> str:
+    """The full observation for a body: ``\\n\\n<information>{body}</information>\\n\\n``."""
+    return f"{OBS_OPEN}{body}{OBS_CLOSE}"
+
+
+def failure_body(error: BaseException | str) -> str:
+    """Body of the observation for a failed search; the policy reads why it failed."""
+    return f"search failed: {error}"
+
+
+# -- complete blocks, actions, answers --------------------------------------------------------------
+def complete_blocks(text: str, tag: str) -> Iterator[tuple[int, int, str]]:
+    """Every complete ``<tag>…</tag>`` block (module docstring), in order: (start, end, content).
+
+    ``start`` is the index of the opening ``<``, ``end`` the index just after the closing tag.
+    """
+    opener, closer = f"<{tag}>", f"</{tag}>"
+    prev = 0  # end of the previous closing tag: an opener before it belongs to that closer
+    close = text.find(closer)
+    while close != -1:
+        start = text.rfind(opener, prev, close)
+        if start != -1:
+            yield start, close + len(closer), text[start + len(opener):close]
+        prev = close + len(closer)
+        close = text.find(closer, prev)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str                 # "search" | "answer" | "invalid"
+    content: str = ""         # stripped query or answer text ("" when invalid)
+    query_chars_cut: int = 0  # characters removed from an over-long query
+    reason: str = ""          # why an action is invalid (for logs)
+
+
+def parse_action(text: str, allow_search: bool = True, max_query_chars: int = 512) -> Action:
+    """The first complete action of a turn's policy text (module docstring)."""
+    found = []
+    for tag in ACTION_TAGS:
+        if tag == "search" and not allow_search:
+            continue
+        first = next(complete_blocks(text, tag), None)
+        if first is not None:
+            found.append((first[1], tag, first[2]))
+    if not found:
+        return Action("invalid", reason="no complete <search> or <answer> action")
+    _, kind, content = min(found)
+    content = content.strip()
+    if kind == "search":
+        if not content:
+            return Action("invalid", reason="empty search query")
+        if len(content) > max_query_chars:
+            cut = len(content) - max_query_chars
+            return Action("search", content[:max_query_chars].rstrip(), query_chars_cut=cut)
+    return Action(kind, content)
+
+
+def extract_answer(response: str) -> str | None:
+    """The stripped content of the last complete ``<answer>`` block; None when there is none.
+
+    ``"<answer>a<answer>b</answer>"`` gives ``"b"``, ``"<answer>a</answer>b</answer>"`` gives
+    ``"a"``, an unclosed trailing ``<answer>`` is ignored, an empty answer gives ``""``.
+    """
+    last = None
+    for last in complete_blocks(response, "answer"):
+        pass
+    return None if last is None else last[2].strip()
 
 
 @dataclass(frozen=True)
@@ -71,24 +147,6 @@ class Block:
     start: int  # index of "<" of the opening tag
     end: int    # index just after the closing tag
     content: str
-
-
-def extract_answer(response: str) -> str | None:
-    """The stripped content of the last complete ``<answer>…</answer>``; None when there is none.
-
-    An ``<answer>`` is paired with the first ``</answer>`` after it; the answer is
-    the last ``<answer>`` that has one. So ``"<answer>a<answer>b</answer>"`` gives
-    ``"b"``, ``"<answer>a</answer>b</answer>"`` gives ``"a"``, an unclosed trailing
-    ``<answer>`` is ignored, and an empty answer gives ``""``.
-    """
-    last_close = response.rfind("</answer>")
-    if last_close < 0:
-        return None
-    open_ = response.rfind("<answer>", 0, last_close)
-    if open_ < 0:
-        return None
-    start = open_ + len("<answer>")
-    return response[start:response.find("</answer>", start)].strip()
 
 
 def strip_information(response: str) -> str:

@@ -1,28 +1,35 @@
-"""A client for OpenAI-compatible ``/v1/chat/completions`` endpoints (vLLM, Ollama, hosted APIs).
+"""Text-level generation behind the engine: OpenAI-compatible chat endpoints and any text Generator.
 
-Use it wherever a :class:`~searchr1.models.generate.Generator` is expected, e.g. to
-evaluate a model too large to load locally. The search loop runs at the *text* level:
-generate until ``</search>``, run the query, send the retrieved documents back, continue.
-There are no token ids for API models, so their trajectories record text only and the
-token counts are the endpoint's ``usage.completion_tokens``.
+:class:`OpenAIChatBackend` is a client for ``/v1/chat/completions`` endpoints (vLLM, Ollama, hosted
+APIs) for models too large to load locally. It is a :class:`~searchr1.models.generate.Generator`
+(``complete(transcripts, decoding, stop)``, what the single-prompt evaluation methods call).
+Rendering a :class:`~searchr1.models.generate.Transcript`: the chat ``messages`` as given, then each
+``"model"`` segment as an ``assistant`` message and each ``"env"`` segment (injected text) as a
+``user`` message. When the transcript ends with model text, ``continue_final_message=True`` asks
+the server to resume that message (vLLM's extension); otherwise a short user message asks the
+model to continue. The API strips the stop string from the returned text; it is put back (the
+server's ``stop_reason`` when it reports one, else the stop whose opening tag is left unclosed).
+Requests are retried on transport errors, 429 and 5xx with capped exponential backoff.
 
-Rendering a :class:`Transcript`: the chat ``messages`` as given, then each ``"model"``
-segment as an ``assistant`` message and each ``"env"`` segment (retrieved documents) as
-a ``user`` message. When the transcript ends with model text (the model must continue
-its own turn), ``continue_final_message=True`` asks the server to resume that message
-(vLLM's extension); otherwise a short user message asks the model to continue.
-
-The API strips the stop string from the returned text; it is put back (the server's
-``stop_reason`` when it reports one, else the stop whose opening tag is left unclosed)
-so that both backends return text that ends with the stop string.
+:class:`ChatBackend` runs any such Generator under the rollout engine (the engine's
+:class:`~searchr1.rollout.backends.base.Backend`): the engine hands token ids in; the session
+decodes them with the engine's tokenizer, keeps one Transcript per row (the prompt is the user
+message; sampled text goes in as model text, injected text as env text), calls the generator once
+per turn for the whole batch and returns each completion's text encoded with the same tokenizer.
+Those ids are a re-encoding, not the model's own: ``Generation.n_tokens`` carries the generator's
+token count and there are no log-probs, so these trajectories are for evaluation, not training.
+API models have no local tokenizer: :class:`ByteTokenizer` (lossless UTF-8 bytes, no chat template)
+keeps prompts raw text and makes ``decode(encode(text)) == text``.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from searchr1.errors import SearchR1Error
-from searchr1.models.generate import Completion, Decoding, Transcript
+from searchr1.models.generate import Completion, Decoding, Generator, Transcript
+from searchr1.rollout.backends.base import Generation, TurnParams
 
 CONTINUE_PROMPT = "Continue."
 
@@ -139,3 +146,80 @@ def _matched_stop(text: str, stop: list[str], reported) -> str:
             if pos > best_pos and text.find(s, pos) < 0:
                 best, best_pos = s, pos
     return best
+
+
+class ByteTokenizer:
+    """A lossless UTF-8 byte tokenizer (ids 0-255 are bytes, 256 is EOS) for API models.
+
+    It has no chat template, so the engine's prompts stay raw text (the chat endpoint applies the
+    model's own template); budgets counted in its tokens are bytes.
+    """
+
+    eos_token_id = pad_token_id = 256
+    eos_token = pad_token = ""
+    chat_template = None
+
+    def __len__(self) -> int:
+        return 257
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return bytes(int(i) for i in ids if int(i) < 256).decode("utf-8", errors="replace")
+
+
+class ChatBackend:
+    """``ChatBackend(generator, tokenizer)``: the engine's Backend over a text-level Generator.
+
+    ``tokenizer`` must be the engine's (usually :class:`ByteTokenizer`); ``sessions`` keeps every
+    session opened, so a caller can read the transcripts the generator saw.
+    """
+
+    def __init__(self, generator: Generator, tokenizer):
+        self.generator, self.tokenizer = generator, tokenizer
+        self.sessions: list[ChatSession] = []
+
+    def open(self, prompts: Sequence[Sequence[int]], seed: int | None = None) -> ChatSession:
+        session = ChatSession(self, prompts, 0 if seed is None else int(seed))
+        self.sessions.append(session)
+        return session
+
+
+class ChatSession:
+    def __init__(self, backend: ChatBackend, prompts: Sequence[Sequence[int]], seed: int):
+        self.backend, self.seed = backend, seed
+        decode = backend.tokenizer.decode
+        self.transcripts = [Transcript([{"role": "user", "content": decode(list(p), skip_special_tokens=False)}])
+                            for p in prompts]
+        self.released: set[int] = set()
+
+    def generate(self, rows: Sequence[int], appended: Sequence[Sequence[int]], max_new_tokens: Sequence[int],
+                 params: TurnParams) -> list[Generation]:
+        tok = self.backend.tokenizer
+        for row, extra in zip(rows, appended):
+            if row in self.released:
+                raise RuntimeError(f"row {row} was released and cannot generate again")
+            if extra:
+                self.transcripts[row].add("env", tok.decode(list(extra), skip_special_tokens=False))
+        by_budget: dict[int, list[int]] = {}
+        for k, budget in enumerate(max_new_tokens):
+            by_budget.setdefault(int(budget), []).append(k)
+        out: dict[int, Generation] = {}
+        for budget, ks in by_budget.items():
+            decoding = Decoding(max_new_tokens=budget, temperature=params.temperature if params.do_sample else 0.0,
+                                top_p=params.top_p, seed=self.seed)
+            comps = self.backend.generator.complete([self.transcripts[rows[k]] for k in ks], decoding,
+                                                    stop=list(params.stop) or None)
+            for k, c in zip(ks, comps):
+                self.transcripts[rows[k]].add("model", c.text)
+                stop = next((s for s in params.stop if c.text.endswith(s)), None) if c.finish_reason == "stop" else None
+                out[k] = Generation(tok.encode(c.text, add_special_tokens=False), None, c.finish_reason, stop,
+                                    n_tokens=c.n_tokens)
+        return [out[k] for k in range(len(rows))]
+
+    def release(self, rows: Sequence[int]) -> None:
+        self.released.update(rows)
+
+    def close(self) -> None:
+        pass
