@@ -14,8 +14,6 @@ Retriever: a fixed fake returning 100-word passages (retrieval itself is not wha
     (rows stop only at EOS and, as in HF ``generate``, stay in the batch as padding), cuts the
     text at the first ``</search>`` / ``</answer>`` and re-tokenizes it; the last turn has no
     search. Same batched sampler (HFBackend) underneath.
-(c) decoding alone, on the trainer benchmark's plain Qwen2 models (the bigram wrapper above is not
-    a Llama-family class): HFBackend with its direct decoding step vs the transformers forward.
 
 Where the time goes in (a): a turn lasts as long as its longest row (one batched search per turn),
 so the speedup is bounded by the spread of turn lengths, not by the 500-token budget; and on the last
@@ -195,37 +193,7 @@ def main() -> None:
     print(f"BENCH rollout_searchr1_loop_wasted_tokens {base['wasted']} tokens")
     print(f"BENCH rollout_traj_per_s {n / ours['time']:.2f} traj/s")
     print(f"BENCH rollout_gen_tokens_per_s {ours['sampled'] / ours['time']:.0f} tok/s")
-    direct_decode_ab()
 
-
-def direct_decode_ab(rounds: int = 12) -> None:
-    """HFBackend decoding with the direct step (Llama-family models) vs the transformers forward:
-    the trainer benchmark's plain Qwen2 models, 8 prompts x 4 samples, 32 sampled tokens at T=1,
-    the two paths alternating, fastest of ``rounds`` each; also checks they sample the same tokens."""
-    from benchmarks.bench_trainer import SIZES, _model, _questions, _tokenizer
-    from searchr1.rollout.backends.base import TurnParams
-    from searchr1.rollout.backends.hf import HFBackend
-
-    tok = _tokenizer()
-    prompts = [tok.encode(q.question) for q in _questions("tiny")[:8] for _ in range(4)]
-    print("\ndecoding 32 rows x 32 tokens (fastest of %d):" % rounds)
-    for size in SIZES:
-        model = _model(len(tok), size)
-        paths = {"direct": HFBackend(model, tok), "transformers": HFBackend(model, tok, direct_decode=False)}
-        best, tokens = {}, {}
-        for _ in range(rounds):
-            for name, backend in paths.items():
-                session = backend.open(prompts, seed=0)
-                t0 = time.perf_counter()
-                gens = session.generate(range(32), [[]] * 32, [32] * 32, TurnParams(temperature=1.0))
-                dt = time.perf_counter() - t0
-                session.close()
-                best[name] = min(best.get(name, dt), dt)
-                tokens[name] = [g.token_ids for g in gens]
-        same = tokens["direct"] == tokens["transformers"]
-        print(f"  {size:<6} direct {best['direct'] * 1e3:7.1f} ms   transformers forward "
-              f"{best['transformers'] * 1e3:7.1f} ms   same tokens: {same}")
-        print(f"BENCH rollout_direct_decode_speedup_{size} {best['transformers'] / best['direct']:.2f} x")
 
 
 if __name__ == "__main__":

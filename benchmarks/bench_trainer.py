@@ -29,45 +29,26 @@ we compute the prompt's hidden states once per question instead of once per samp
   ``rl/shared_prompt.py``): the same log-probs and gradients as a full forward over
   prompt + response (``tests/rl/test_shared_prompt.py``; loss, KL, entropy and grad
   norm of the benchmark's steps agree to ~1e-7 with the option off);
-* decoding appends into reserved cache columns instead of re-allocating the cache per
-  token and layer, and decodes the stop-string tail only after tokens that can end one;
-* decoding steps and prefills run through ``rollout/backends/direct_decode.py``, and the
-  shared-prompt training and reference passes through ``rl/shared_prompt.py: direct_logits``:
-  the Qwen2's own weights and submodules without the transformers module stack
-  (``models/llama_direct.py``) — the same sampled tokens and the same loss, KL, entropy and grad
-  norm to ~1e-7, fewer framework calls; in the last layer the prompt positions run only their
-  key/value projections (their attention output and MLP would feed only the last position's
-  logits). Whole steps with ``model.direct_forward`` on vs off, alternating in one process: small
-  1.249 -> 1.065 s, tiny 0.209 -> 0.140 s.
+* the stop-string check decodes the tail only after tokens that can end a stop string.
 
-Measured on this 2-core machine (figures move ±15-25% between runs with the machine's load), three
-runs of the final code: tiny 0.097-0.109 s/step vs TRL 0.211-0.237 s = 2.14x, 2.21x, 2.18x; small
-0.93-0.97 s vs TRL 1.53-1.70 s = 1.59x, 1.70x, 1.84x. Where the small step's time goes: its
-update phase runs at ~0.61-0.64 of the measured fp32 matmul peak, and generation is 31 decode
-steps of M=32 matmuls (42-48 GFLOP/s measured with weights cycling through L3) plus attention. Sharing the
-prompt cuts the update's tokens 1.69x (1254 vs ~2150) and the prefill 4x; with TRL's kernels as
-efficient as ours that alone would give ~1.5x (TRL's own overhead and the direct paths' leaner
-calls add the rest), so a steady 2x on the compute-bound size would take kernels faster than
-eager PyTorch's (fused attention and elementwise ops), not less work: we know of no redundant
-work left after the last-layer skip.
+Both sides run transformers' own model forward (no hand-written model code). Figures, with the
+command and machine, are in ``docs/benchmarks.md``.
 
 Two model sizes:
 
 * ``tiny`` (hidden 64, 2 layers, 0.09M params) — the setting this benchmark is specified for (a tiny
   model; the size of the CPU demo), so it gives the headline ``BENCH trainer_speedup_vs_trl``. At
   this size a step is bound by Python and framework overhead per call, not arithmetic.
-* ``small`` (hidden 256, 4 layers, 3.2M params) — large enough that the update runs at ~0.6
-  of the measured fp32 matmul peak, i.e. FLOP-bound like real training; its figures carry a ``_small``
-  suffix. Read this one for what carries over to real models: only savings that survive when
-  arithmetic dominates do. (A 10-30M model would be closer still, but a step would take ~15 s per
-  side on one shared core; 3.2M is already compute-bound, see ``trainer_update_frac_of_fp32_peak``.)
+* ``small`` (hidden 256, 4 layers, 3.2M params) — large enough that the update is FLOP-bound like
+  real training (see ``trainer_update_frac_of_fp32_peak``); its figures carry a ``_small`` suffix.
+  Read this one for what carries over to real models: only savings that survive when arithmetic
+  dominates do.
   ``BENCH_TRAINER_SIZES=tiny`` runs one size only.
 
 Also prints the update phase's achieved FLOP/s (the matmul FLOPs of the policy's forward +
 backward and the reference forward, counting what the passes actually run — each distinct prompt
-once, the responses, the LM head only where logits are read, the last layer's skipped prompt
-work; see ``update_flops``) against a measured matmul peak of this machine (this CPU has no fast
-bf16: its bf16 peak is ~100x below fp32, so both trainers run fp32).
+once, the responses, the LM head only where logits are read; see ``update_flops``) against a
+measured fp32 matmul peak of this machine (both trainers run fp32; the bf16 peak is printed too).
 """
 from __future__ import annotations
 
@@ -148,10 +129,9 @@ def run_ours(out_dir: str, size: str) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     prompt_tokens = statistics.mean(len(tok.encode(q.question)) for q in _questions(size))
     # tokens the update's passes run: every distinct prompt once (shared) or G times (not), plus responses
-    prompt_runs = B_QUESTIONS if tr.learner.share_train else B_QUESTIONS * G
+    prompt_runs = B_QUESTIONS if tr.learner.train_mode == "shared-prompt" else B_QUESTIONS * G
     computed = [prompt_runs * prompt_tokens + r["rollout/response_len"] * B_QUESTIONS * G for r in rows]
-    flops = [update_flops(model, prompt_runs, prompt_tokens, r["rollout/response_len"], tr.learner.direct_train)
-             for r in rows]
+    flops = [update_flops(model, prompt_runs, prompt_tokens, r["rollout/response_len"]) for r in rows]
     return {
         "step_s": min(r["time/step"] for r in rows),
         "update_s": min(r["time/prepare"] + r["time/update"] for r in rows),
@@ -164,22 +144,16 @@ def run_ours(out_dir: str, size: str) -> dict:
     }
 
 
-def update_flops(model, prompt_runs: int, prompt_len: float, response_len: float, last_layer_skip: bool) -> float:
+def update_flops(model, prompt_runs: int, prompt_len: float, response_len: float) -> float:
     """Matmul FLOPs of one update phase (projections and LM head; attention scores left out): the policy's
     forward + backward (3 forwards) and the reference forward, i.e. 4x the forward FLOPs, counting what
-    the passes run: each of ``prompt_runs`` prompts of ``prompt_len`` tokens, the B*G responses of
-    ``response_len`` tokens (logits at every response position), and — with ``last_layer_skip`` (the
-    direct shared-prompt pass) — only the key/value projections of the last layer at prompt positions
-    other than the last."""
-    layers = model.model.layers
-    body = [sum(p.numel() for p in layer.parameters() if p.dim() == 2) for layer in layers]
-    last_kv = layers[-1].self_attn.k_proj.weight.numel() + layers[-1].self_attn.v_proj.weight.numel()
+    the passes run: each of ``prompt_runs`` prompts of ``prompt_len`` tokens and the B*G responses of
+    ``response_len`` tokens through every layer, the LM head at the response positions only."""
+    body = sum(p.numel() for layer in model.model.layers for p in layer.parameters() if p.dim() == 2)
     head = model.lm_head.weight.numel()
     rows = B_QUESTIONS * G
-    full_tokens = prompt_runs + rows * (response_len - 1)     # prompt last positions + fed response tokens
-    other_prompt = prompt_runs * (prompt_len - 1)
-    per_other = sum(body) - body[-1] + last_kv if last_layer_skip else sum(body)
-    forward = 2 * (sum(body) * full_tokens + per_other * other_prompt + head * rows * response_len)
+    tokens = prompt_runs * prompt_len + rows * (response_len - 1)     # prompts + fed response tokens
+    forward = 2 * (body * tokens + head * rows * response_len)
     return 4 * forward
 
 

@@ -31,12 +31,12 @@ LLAMA_FAMILY_VOCAB = 300
 
 
 def make_llama_family(kind: str, layers: int = 2):
-    """A tiny model of each architecture the direct paths support (models/llama_direct.py), in eval mode.
+    """A tiny Llama-family model of each variant the shared-prompt tests cover, in eval mode.
 
     qwen2: q/k/v biases, tied embeddings; qwen3: q/k head norms, explicit head_dim, untied head;
     llama-bias: attention and MLP biases, untied head, multi-query attention. Vocabulary 300. Every
     parameter is moved off its initial value (biases and norm weights start at 0 / 1, where a
-    path that skipped them would still agree).
+    path that mishandled them would still agree).
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
@@ -61,7 +61,7 @@ def make_llama_family(kind: str, layers: int = 2):
 
 @pytest.fixture(scope="session")
 def llama_family():
-    """:func:`make_llama_family`, for tests of the direct (module-stack-free) paths."""
+    """:func:`make_llama_family`, for tests that compare forward paths across Llama-family variants."""
     return make_llama_family
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from searchr1.rl import core_algos as ca
-from searchr1.rl.batch import collate, response_logits
+from searchr1.rl.batch import FULL, SHARED, collate, response_logits
 from searchr1.rl.config import AlgorithmConfig
 from searchr1.rl.learner import compute_actor_loss
 from searchr1.rl.trainer import Trainer
@@ -23,9 +23,9 @@ from .test_trainer import letter_reward
 pytestmark = pytest.mark.gpu
 
 
-def _loss_and_grads(model, batch, share, direct=False):
+def _loss_and_grads(model, batch, mode):
     model.zero_grad(set_to_none=True)
-    logits = response_logits(model, batch, temperature=0.7, share_prompt=share, direct=direct)
+    logits = response_logits(model, batch, temperature=0.7, mode=mode)
     batch.advantages = torch.linspace(-1, 1, batch.responses.numel(), device=logits.device).view_as(batch.responses)
     batch.ref_logp = torch.full(batch.responses.shape, -5.0, device=logits.device)
     loss, _ = compute_actor_loss(logits, batch, AlgorithmConfig(name="grpo", entropy_coef=0.01), kl_coef=0.1)
@@ -42,11 +42,9 @@ def test_cuda_loss_and_gradients_equal_cpu(kind):
     cpu = make_tiny_model(259) if kind == "qwen2" else _copy_model()
     gpu = copy.deepcopy(cpu).cuda()
     batch = collate(_grouped(), [0.0] * 9, pad_id=258)
-    ref = _loss_and_grads(cpu, batch, share=False)
-    # the direct (module-stack-free) shared-prompt pass runs for Llama-family models only
-    modes = [(False, False), (True, False)] + ([(True, True)] if kind == "qwen2" else [])
-    for share, direct in modes:
-        loss, lp, grads = _loss_and_grads(gpu, batch.to("cuda"), share=share, direct=direct)
+    ref = _loss_and_grads(cpu, batch, FULL)
+    for mode in (FULL, SHARED):
+        loss, lp, grads = _loss_and_grads(gpu, batch.to("cuda"), mode)
         torch.testing.assert_close(loss, ref[0], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(lp, ref[1], atol=1e-4, rtol=1e-4)
         assert grads.keys() == ref[2].keys()

@@ -114,10 +114,10 @@ def test_on_policy_shortcut_equals_an_explicit_old_logprob_pass(tiny_dir):
     slow, m_slow = _learner(tiny_dir)
     b_slow = collate(_trajectories(), scores, pad_id=257)
     slow.prepare(b_slow)
-    # the extra pass, through the same forward path as the training pass (the direct path here: a
+    # the extra pass, through the same forward path as the training pass (the shared-prompt one here: a
     # full forward's rounding differs by ~1e-7, which Adam's first step amplifies on tiny gradients)
-    b_slow.old_logp, ent = forward_logprobs(m_slow, b_slow, 4, with_entropy=True,
-                                            share_prompt=slow.share_train, direct=slow.direct_train)
+    assert slow.train_mode == "shared-prompt"
+    b_slow.old_logp, ent = forward_logprobs(m_slow, b_slow, 4, with_entropy=True, mode=slow.train_mode)
     slow.update(b_slow, seed=0)
     for (k, a), (_, b) in zip(m_fast.state_dict().items(), m_slow.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)

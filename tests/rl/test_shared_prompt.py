@@ -1,12 +1,12 @@
-"""Shared-prompt forward (each distinct prompt once, KV cache gathered to its rows) = the full forward."""
-from dataclasses import replace
+"""Shared-prompt forward (each distinct prompt once, KV cache gathered to its rows) = the full forward,
+and the one decision between the two paths (``batch.forward_mode``), logged once per run."""
+import logging
 
 import pytest
 import torch
 
 from searchr1.rl import core_algos as ca
-from searchr1.rl.batch import collate, forward_logprobs, response_logits
-from searchr1.models.llama_direct import unsupported_reason
+from searchr1.rl.batch import FULL, SHARED, collate, forward_logprobs, forward_mode, response_logits
 from searchr1.rl.shared_prompt import left_pad_prompts, prompt_groups, share_prompt_unsupported
 from searchr1.rollout.types import Trajectory
 
@@ -39,26 +39,41 @@ def _copy_model():
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True))
 
 
-def _logps_and_grads(model, batch, share, direct=False):
+def _logps_and_grads(model, batch, mode):
     model.zero_grad(set_to_none=True)
-    logits = response_logits(model, batch, temperature=0.7, share_prompt=share, direct=direct)
+    logits = response_logits(model, batch, temperature=0.7, mode=mode)
     lp = ca.logprobs_from_logits(logits, batch.responses) * batch.valid_mask
     lp.sum().backward()
     return lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("kind", ["qwen2", "copy"])
-@pytest.mark.parametrize("single", [False, True])
-def test_shared_prompt_logprobs_and_gradients_equal_the_full_forward(kind, single):
-    model = make_tiny_model(259) if kind == "qwen2" else _copy_model()
+def _single_token_responses() -> list[Trajectory]:
+    """Every response one token long: only the prompt pass runs (no response pass)."""
+    return [Trajectory(prompt_ids=t.prompt_ids, response_ids=t.response_ids[:1], response_mask=[1], group_id=t.group_id)
+            for t in _grouped()]
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "copy", "qwen3", "llama-bias"])
+@pytest.mark.parametrize("lengths", ["mixed", "one-single", "all-single"])
+def test_shared_prompt_logprobs_and_gradients_equal_the_full_forward(kind, lengths, llama_family):
+    """Left-padded shared prompts, injected tokens, interleaved groups, one-token responses; the demo's
+    Qwen2 and copy model, and Qwen3 (q/k head norms, untied head) and Llama with biases and one KV head
+    (three layers)."""
+    if kind in ("qwen2", "copy"):
+        model, pad = (make_tiny_model(259) if kind == "qwen2" else _copy_model()), 258
+    else:
+        model, pad = llama_family(kind, layers=3), 299
     model.train()
-    batch = collate(_grouped(with_single_token=single), [0.0] * 9, pad_id=258)
+    trajs = _single_token_responses() if lengths == "all-single" else _grouped(with_single_token=lengths == "one-single")
+    batch = collate(trajs, [0.0] * 9, pad_id=pad)
     assert share_prompt_unsupported(model) is None
-    lp_full, g_full = _logps_and_grads(model, batch, share=False)
-    lp_shared, g_shared = _logps_and_grads(model, batch, share=True)
+    lp_full, g_full = _logps_and_grads(model, batch, FULL)
+    lp_shared, g_shared = _logps_and_grads(model, batch, SHARED)
     assert torch.isfinite(lp_shared).all()
     torch.testing.assert_close(lp_shared, lp_full, atol=1e-5, rtol=1e-5)
     assert g_full.keys() == g_shared.keys() and len(g_full) > 0
+    if kind in ("qwen3", "llama-bias"):   # every parameter (biases, head norms, untied head) gets its gradient
+        assert len(g_full) == len(list(model.parameters()))
     for name in g_full:
         torch.testing.assert_close(g_shared[name], g_full[name], atol=1e-5, rtol=1e-4, msg=name)
 
@@ -68,9 +83,15 @@ def test_forward_logprobs_shared_in_micro_batches():
     model = make_tiny_model(259).eval()
     batch = collate(_grouped(), [0.0] * 9, pad_id=258)
     full, ent_f = forward_logprobs(model, batch, 4, with_entropy=True)
-    shared, ent_s = forward_logprobs(model, batch, 4, with_entropy=True, share_prompt=True)
+    shared, ent_s = forward_logprobs(model, batch, 4, with_entropy=True, mode=SHARED)
     torch.testing.assert_close(shared, full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ent_s * batch.valid_mask, ent_f * batch.valid_mask, atol=1e-5, rtol=1e-5)
+
+
+def test_response_logits_rejects_an_unknown_mode():
+    batch = collate(_grouped(), [0.0] * 9, pad_id=258)
+    with pytest.raises(ValueError, match="mode='direct'; use one of full, shared-prompt"):
+        response_logits(make_tiny_model(259), batch, mode="direct")
 
 
 def test_prompt_groups_and_left_padding():
@@ -95,101 +116,55 @@ class _NoCache(torch.nn.Module):
         return self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
 
 
-def test_models_without_a_cache_or_under_checkpointing_fall_back(tiny_dir):
-    """The learner uses the full forward, and says why, where the shared path cannot run."""
-    from transformers import AutoModelForCausalLM
-
+def _learner(model, *overrides):
     from searchr1.rl.config import config_from_dict
     from searchr1.rl.learner import Learner
 
-    assert "KV cache" in share_prompt_unsupported(_NoCache(make_tiny_model(259)))
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     cfg = config_from_dict({}, ["algorithm.name=grpo", "algorithm.group_size=2", "data.batch_size=2",
-                                "data.mini_batch_size=2", "model.gradient_checkpointing=true", "device=cpu"])
+                                "data.mini_batch_size=2", "device=cpu", *overrides])
+    return Learner(cfg, model, torch.device("cpu"))
+
+
+def test_forward_mode_says_which_path_and_why():
+    model = make_tiny_model(259)
+    assert forward_mode(model, True, 5, training=True) == (SHARED, "each distinct prompt once under its 5 samples")
+    assert forward_mode(model, False, 5, training=True) == (FULL, "model.share_prompt=false")
+    assert forward_mode(model, True, 1, training=True) == (FULL, "algorithm.group_size=1: no prompt repeats")
+    mode, why = forward_mode(_NoCache(model), True, 5, training=False)
+    assert mode == FULL and "takes no KV cache" in why
+
+
+def test_models_without_a_cache_or_under_checkpointing_fall_back(tiny_dir, caplog):
+    """The learner uses the full forward where the shared path cannot run, and logs its choice once."""
+    from transformers import AutoModelForCausalLM
+
+    from searchr1.rl.config import ModelConfig
     from searchr1.rl.models import wrap_policy
 
-    learner = Learner(cfg, wrap_policy(model, cfg.model), torch.device("cpu"))
-    assert (learner.share_train, learner.share_eval) == (False, True)   # no-grad passes keep the cache
-    cfg.model.share_prompt = False
-    off = Learner(cfg, AutoModelForCausalLM.from_pretrained(tiny_dir), torch.device("cpu"))
-    assert (off.share_train, off.share_eval) == (False, False)
+    def lines():
+        return [r.getMessage() for r in caplog.records if "teacher-forced" in r.getMessage()]
 
-
-def _single_token_responses() -> list[Trajectory]:
-    """Every response one token long: only the prompt pass runs (no response pass)."""
-    return [Trajectory(prompt_ids=t.prompt_ids, response_ids=t.response_ids[:1], response_mask=[1], group_id=t.group_id)
-            for t in _grouped()]
-
-
-@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "llama-bias"])
-@pytest.mark.parametrize("lengths", ["mixed", "one-single", "all-single", "unique-prompts"])
-def test_direct_forward_logprobs_and_gradients_equal_the_full_forward(kind, lengths, llama_family, monkeypatch):
-    """Three layers (a middle one, and the last one that runs the prompt's query and MLP at its last
-    position only), left-padded shared prompts, injected tokens, interleaved groups; and a batch where
-    no prompt repeats (PPO with one sample per question), which also takes the direct pass."""
-    from searchr1.rl import shared_prompt
-
-    model = llama_family(kind, layers=3).train()
-    trajs = _single_token_responses() if lengths == "all-single" else _grouped(with_single_token=lengths == "one-single")
-    if lengths == "unique-prompts":
-        trajs = [replace(t, prompt_ids=t.prompt_ids + [i], group_id=i) for i, t in enumerate(trajs)]
-    batch = collate(trajs, [0.0] * 9, pad_id=299)
-    assert unsupported_reason(model, training=True) is None
-    lp_full, g_full = _logps_and_grads(model, batch, share=False)
-    calls = []
-    direct_logits = shared_prompt.direct_logits
-    monkeypatch.setattr(shared_prompt, "direct_logits", lambda *a: calls.append(len(a[1])) or direct_logits(*a))
-    lp_direct, g_direct = _logps_and_grads(model, batch, share=True, direct=True)
-    assert calls == [9 if lengths == "unique-prompts" else 3]       # distinct prompts run
-    assert torch.isfinite(lp_direct).all()
-    torch.testing.assert_close(lp_direct, lp_full, atol=1e-5, rtol=1e-5)
-    assert g_full.keys() == g_direct.keys() and len(g_full) == len(list(model.parameters()))
-    for name in g_full:
-        torch.testing.assert_close(g_direct[name], g_full[name], atol=1e-5, rtol=1e-4, msg=name)
-
-
-@pytest.mark.parametrize("precision", ["bf16-weights", "bf16-autocast"])
-def test_direct_forward_in_bf16_matches_the_transformers_shared_pass(precision, llama_family):
-    """The fp32-normalise-then-cast RMSNorm of bf16 weights, and bf16 autocast over fp32 weights."""
-    from searchr1.rl.batch import autocast_ctx
-
-    model = llama_family("qwen2", layers=3)
-    if precision == "bf16-weights":
-        model = model.to(torch.bfloat16)
-    batch = collate(_grouped(), [0.0] * 9, pad_id=299)
-    with torch.no_grad(), autocast_ctx("cpu", precision == "bf16-autocast"):
-        ref = response_logits(model, batch, share_prompt=True)
-        got = response_logits(model, batch, share_prompt=True, direct=True)
-    assert got.dtype == ref.dtype
-    real = batch.valid_mask.bool()
-    torch.testing.assert_close(got[real].float(), ref[real].float(), atol=3e-2, rtol=3e-2)
-
-
-def test_learner_runs_the_direct_passes_where_it_can_and_says_why_not(tiny_dir, llama_family, caplog):
-    import logging
-
-    from transformers import AutoModelForCausalLM
-
-    from searchr1.rl.config import config_from_dict
-    from searchr1.rl.learner import Learner
-
-    def learner(model, *overrides):
-        cfg = config_from_dict({}, ["algorithm.name=grpo", "algorithm.group_size=2", "data.batch_size=2",
-                                    "data.mini_batch_size=2", "device=cpu", *overrides])
-        return Learner(cfg, model, torch.device("cpu"))
-
-    on = learner(AutoModelForCausalLM.from_pretrained(tiny_dir))
-    assert (on.direct_train, on.direct_eval) == (True, True)
-    off = learner(AutoModelForCausalLM.from_pretrained(tiny_dir), "model.direct_forward=false")
-    assert (off.direct_train, off.direct_eval) == (False, False)
     with caplog.at_level(logging.INFO, logger="searchr1.rl.learner"):
-        copy_lm = learner(_copy_model())
-        dropout = llama_family("qwen2")
-        dropout.config.attention_dropout = 0.1
-        for layer in dropout.model.layers:
-            layer.self_attn.attention_dropout = 0.1
-        dropped = learner(dropout)
-    assert (copy_lm.direct_train, copy_lm.direct_eval) == (False, False)
-    assert "CopyQwen2ForCausalLM is not one of" in caplog.text
-    assert (dropped.direct_train, dropped.direct_eval) == (False, True)    # dropout is off in the no-grad passes
-    assert "attention dropout (0.1) in training" in caplog.text
+        on = _learner(AutoModelForCausalLM.from_pretrained(tiny_dir))
+        assert (on.train_mode, on.eval_mode) == (SHARED, SHARED)
+        assert lines() == ["teacher-forced passes: shared-prompt (each distinct prompt once under its 2 samples)"]
+        caplog.clear()
+        checkpointed = wrap_policy(AutoModelForCausalLM.from_pretrained(tiny_dir), ModelConfig(gradient_checkpointing=True))
+        ckpt = _learner(checkpointed, "model.gradient_checkpointing=true")
+    assert (ckpt.train_mode, ckpt.eval_mode) == (FULL, SHARED)   # no-grad passes keep the cache
+    assert len(lines()) == 1
+    assert lines()[0].startswith("teacher-forced passes: training full (gradient checkpointing is on")
+    assert "; reference/old-log-prob shared-prompt (each distinct prompt once" in lines()[0]
+    off = _learner(AutoModelForCausalLM.from_pretrained(tiny_dir), "model.share_prompt=false")
+    assert (off.train_mode, off.eval_mode) == (FULL, FULL)
+    ppo = _learner(AutoModelForCausalLM.from_pretrained(tiny_dir), "algorithm.name=ppo", "algorithm.group_size=1")
+    assert (ppo.train_mode, ppo.eval_mode) == (FULL, FULL)
+
+
+def test_the_removed_direct_forward_option_is_an_unknown_key():
+    """``model.direct_forward`` (a second, hand-written forward of Llama-family models) was removed."""
+    from searchr1.errors import ConfigError
+    from searchr1.rl.config import config_from_dict
+
+    with pytest.raises(ConfigError, match="unknown config key .model.direct_forward.; valid keys under model: .*share_prompt"):
+        config_from_dict({"model": {"direct_forward": False}})

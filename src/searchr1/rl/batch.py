@@ -4,6 +4,11 @@ Layout: each row is ``prompt + response`` laid out from position 0 and right-pad
 so any causal LM gives the same positions it saw while generating, without
 ``position_ids``. Response token ``j`` of row ``i`` is predicted by the logits at
 ``resp_index[i, j] = P_i - 1 + j``; the learner works on ``(B, R)`` response tensors.
+
+A teacher-forced pass runs one of two paths, both through the model's own forward:
+``"full"`` (one forward over prompt + response) or ``"shared-prompt"`` (each distinct prompt
+once, the responses on its KV cache: ``rl/shared_prompt.py``). :func:`forward_mode` is the one
+place that chooses; the learner calls it once per run and logs its choice.
 """
 from __future__ import annotations
 
@@ -15,7 +20,11 @@ from torch import Tensor
 
 from searchr1.models.signature import forward_params
 from searchr1.rl.core_algos import logprobs_and_entropy
+from searchr1.rl.shared_prompt import prompt_groups, share_prompt_unsupported, shared_prompt_logits
 from searchr1.rollout.types import Trajectory
+
+FULL, SHARED = "full", "shared-prompt"
+MODES = (FULL, SHARED)
 
 
 @dataclass
@@ -101,18 +110,30 @@ def is_right_padded(attention_mask: Tensor) -> bool:
     return bool((m[:, 0] == 1).all()) and bool((m[:, 1:] <= m[:, :-1]).all())
 
 
-def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt: bool = False,
-                    direct: bool = False) -> Tensor:
+def forward_mode(model, share_prompt: bool, group_size: int, training: bool) -> tuple[str, str]:
+    """The teacher-forced path for ``model``: ``(FULL | SHARED, why)``.
+
+    share_prompt: ``model.share_prompt``; group_size: samples per question (prompts repeat only when
+    it is > 1); training: the pass builds a graph for a backward pass (gradient checkpointing drops
+    the KV cache then, :func:`~searchr1.rl.shared_prompt.share_prompt_unsupported`).
+    """
+    if not share_prompt:
+        return FULL, "model.share_prompt=false"
+    if group_size < 2:
+        return FULL, "algorithm.group_size=1: no prompt repeats"
+    why = share_prompt_unsupported(model, training)
+    if why is not None:
+        return FULL, why
+    return SHARED, f"each distinct prompt once under its {group_size} samples"
+
+
+def response_logits(model, batch: Batch, temperature: float = 1.0, mode: str = FULL) -> Tensor:
     """Teacher-forced logits at the response positions: (B, R, V), divided by ``temperature``.
 
-    ``share_prompt``: rows with the same prompt (a GRPO group) run it once
-    (:func:`searchr1.rl.shared_prompt.shared_prompt_logits`; the caller checks the model
-    supports it). Used only when some prompt repeats; otherwise the plain path below.
-    ``direct``: that shared-prompt pass runs as plain functions of a Llama-family model's
-    weights (``shared_prompt.direct_logits``; the caller checks ``llama_direct.unsupported_reason``),
-    also when no prompt repeats.
+    mode: :data:`FULL` or :data:`SHARED` (rows with the same prompt run it once,
+    :func:`~searchr1.rl.shared_prompt.shared_prompt_logits`); :func:`forward_mode` chooses it.
 
-    Two savings of the plain path that leave the values unchanged (up to kernel rounding):
+    Two savings of the full path that leave the values unchanged (up to kernel rounding):
 
     * no attention mask when every row is right-padded: under causal attention a real token
       only sees earlier positions, which are all real, so the mask changes nothing for the
@@ -122,10 +143,21 @@ def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt:
     * ``logits_to_keep`` (when the model's ``forward`` takes it): only positions from the
       earliest response start on are projected to the vocabulary, not the prompts.
     """
-    if share_prompt:
-        logits = _shared_prompt_logits(model, batch, direct)
-        if logits is not None:
-            return logits / temperature if temperature not in (0.0, 1.0) else logits
+    if mode not in MODES:
+        raise ValueError(f"response_logits: mode={mode!r}; use one of {', '.join(MODES)}")
+    if mode == SHARED:
+        plen = batch.resp_index[:, 0] + 1                                  # (B,) prompt lengths
+        groups = prompt_groups(batch.input_ids, plen)
+        logits = shared_prompt_logits(model, batch.input_ids, plen, batch.responses, batch.valid_mask, groups)
+    else:
+        logits = _full_logits(model, batch)
+    if temperature not in (0.0, 1.0):
+        logits = logits / temperature
+    return logits
+
+
+def _full_logits(model, batch: Batch) -> Tensor:
+    """One forward over prompt + response, gathered at the response positions: (B, R, V)."""
     L = batch.input_ids.shape[1]
     mask = None if is_right_padded(batch.attention_mask) else batch.attention_mask
     kwargs = {}
@@ -135,30 +167,15 @@ def response_logits(model, batch: Batch, temperature: float = 1.0, share_prompt:
     logits = out.logits if hasattr(out, "logits") else out[0]
     B, K, V = logits.shape
     index = batch.resp_index - (L - K)                  # positions inside the kept window
-    logits = logits.gather(1, index.unsqueeze(-1).expand(-1, -1, V))
-    if temperature not in (0.0, 1.0):
-        logits = logits / temperature
-    return logits
-
-
-def _shared_prompt_logits(model, batch: Batch, direct: bool = False) -> Tensor | None:
-    """Shared-prompt logits (B, R, V), or None when no two rows share a prompt and the pass is not direct
-    (nothing to save; the direct pass still saves framework overhead and the last layer's prompt work,
-    so it runs every prompt once even when each row has its own, e.g. PPO with one sample per question)."""
-    from searchr1.rl.shared_prompt import prompt_groups, shared_prompt_logits
-
-    plen = batch.resp_index[:, 0] + 1                                  # (B,) prompt lengths
-    groups = prompt_groups(batch.input_ids, plen)
-    if len(groups[0]) == len(batch) and not direct:
-        return None
-    return shared_prompt_logits(model, batch.input_ids, plen, batch.responses, batch.valid_mask, groups, direct)
+    return logits.gather(1, index.unsqueeze(-1).expand(-1, -1, V))
 
 
 @torch.no_grad()
 def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float = 1.0,
                      autocast: bool = False, with_entropy: bool = False,
-                     share_prompt: bool = False, direct: bool = False) -> tuple[Tensor, Tensor | None]:
-    """log π(response token) for every row, in micro-batches: (B, R) float32 (+ entropy (B, R))."""
+                     mode: str = FULL) -> tuple[Tensor, Tensor | None]:
+    """log π(response token) for every row, in micro-batches: (B, R) float32 (+ entropy (B, R)).
+    mode: the teacher-forced path (:func:`forward_mode`)."""
     B, R = batch.responses.shape
     logp = torch.zeros(B, R)
     ent = torch.zeros(B, R) if with_entropy else None
@@ -166,7 +183,7 @@ def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: fl
     for s in range(0, B, micro_batch_size):
         mb = batch.select(slice(s, s + micro_batch_size)).to(device)
         with autocast_ctx(device, autocast):
-            logits = response_logits(model, mb, temperature, share_prompt, direct)
+            logits = response_logits(model, mb, temperature, mode)
         r = mb.responses.shape[1]
         lp, e = logprobs_and_entropy(logits, mb.responses, entropy=with_entropy)
         logp[s:s + micro_batch_size, :r] = lp.cpu()

@@ -56,18 +56,10 @@ class ModelConfig:
     share_prompt: bool = True
     """Teacher-forced passes (training forward, reference and old log-probs) run each distinct prompt once
     and put its KV cache under all rows that share it (a GRPO group): same log-probs and gradients as
-    the full forward, ~(G-1)/G of the prompt compute saved. Falls back to the full forward, with a log
-    line, for models without a KV cache / ``position_ids`` in ``forward`` and, for the training pass,
-    under gradient checkpointing (rl/shared_prompt.py). False = always the full forward."""
-    direct_forward: bool = True
-    """Llama, Qwen2 and Qwen3 models (SmolLM2 is a Llama) run the rollout's decoding steps and prefills
-    and the teacher-forced passes (each distinct prompt once; needs ``share_prompt``) as plain
-    functions of their own weights instead of through the transformers module stack
-    (models/llama_direct.py): the same values with less framework
-    overhead per call, and the last layer skips the prompt positions' work that only the last
-    position's logits would read. Other models, LoRA-wrapped or quantized projections, sliding-window
-    layers, hooked (offloaded) models and attention dropout use the transformers forward, with a
-    log line saying why. False = always the transformers forward."""
+    the full forward, ~(G-1)/G of the prompt compute saved. The full forward instead, with a log line,
+    when no prompt repeats (``algorithm.group_size=1``), for models without a KV cache / ``position_ids``
+    in ``forward`` and, for the training pass, under gradient checkpointing (``rl/batch.py:
+    forward_mode``). False = always the full forward."""
 
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16"):

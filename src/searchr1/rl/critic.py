@@ -19,9 +19,10 @@ import copy
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from searchr1.rl.batch import Batch
+from searchr1.rl.batch import Batch, autocast_ctx
 
 HEAD_FILE = "value_head.safetensors"
 
@@ -59,15 +60,11 @@ class ValueModel(nn.Module):
         return v.gather(1, batch.resp_index)
 
     def save_pretrained(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
-
         path = Path(path)
         self.lm.save_pretrained(path, safe_serialization=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(path / HEAD_FILE))
 
     def load_head(self, path: str | Path) -> None:
-        from safetensors.torch import load_file
-
         f = Path(path) / HEAD_FILE
         if not f.is_file():
             raise FileNotFoundError(f"{f} missing: {path} is not a critic checkpoint written by ValueModel.save_pretrained")
@@ -77,8 +74,6 @@ class ValueModel(nn.Module):
 @torch.no_grad()
 def forward_values(critic: ValueModel, batch: Batch, micro_batch_size: int, autocast: bool = False) -> Tensor:
     """Critic values for every row, in micro-batches: (B, R) float32, 0 outside the response."""
-    from searchr1.rl.batch import autocast_ctx
-
     B, R = batch.responses.shape
     out = torch.zeros(B, R)
     device = next(critic.parameters()).device

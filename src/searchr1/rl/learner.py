@@ -18,6 +18,10 @@ Other savings that keep the numbers: the log-probs and the logged entropy share 
 (``core_algos.logprobs_and_entropy``); each micro-batch is trimmed to its own longest row;
 the teacher-forced passes skip the attention mask on right-padded rows and project only
 response positions to the vocabulary (``batch.response_logits``).
+
+Which teacher-forced path runs (the full forward, or each distinct prompt once with the
+responses on its KV cache) is chosen once per run by ``batch.forward_mode``, for the training
+pass and for the no-grad passes, and logged at INFO.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from torch import Tensor
 
 from searchr1.rl import core_algos as ca
 from searchr1.rl import distributed as D
-from searchr1.rl.batch import Batch, autocast_ctx, forward_logprobs, response_logits
+from searchr1.rl.batch import Batch, autocast_ctx, forward_logprobs, forward_mode, response_logits
 from searchr1.rl.config import AlgorithmConfig, TrainConfig
 from searchr1.rl.critic import ValueModel, forward_values
 
@@ -115,36 +119,18 @@ class Learner:
         self.skipped_updates = 0
         self.consecutive_skips = 0
         self.temperature = cfg.rollout.temperature if cfg.rollout.do_sample else 1.0
-        self.share_train, self.share_eval = self._share_prompt_modes()
-        self.direct_train, self.direct_eval = self._direct_modes()
+        self.train_mode, self.eval_mode = self._forward_modes()
 
-    def _share_prompt_modes(self) -> tuple[bool, bool]:
-        """(training pass, no-grad passes) run shared prompts (``model.share_prompt``)."""
-        from searchr1.rl.shared_prompt import share_prompt_unsupported
-
-        on = self.cfg.model.share_prompt
-        return self._pass_modes("model.share_prompt", "full forward", share_prompt_unsupported, (on, on))
-
-    def _direct_modes(self) -> tuple[bool, bool]:
-        """(training pass, no-grad passes) run as plain functions of the weights (``model.direct_forward``;
-        through the shared-prompt pass, so only where that one runs)."""
-        from searchr1.models.llama_direct import unsupported_reason
-
-        on = self.cfg.model.direct_forward
-        return self._pass_modes("model.direct_forward", "transformers forward", unsupported_reason,
-                                (on and self.share_train, on and self.share_eval))
-
-    def _pass_modes(self, option: str, fallback: str, unsupported, enabled: tuple[bool, bool]) -> tuple[bool, bool]:
-        """Whether an enabled option runs for the (training, no-grad) passes: ``unsupported(policy, training)``
-        gives the reason it cannot, logged once with the ``fallback`` taken instead."""
-        modes = []
-        for training, on in zip((True, False), enabled):
-            why = unsupported(self.policy, training) if on else None
-            if why:
-                log.info("%s: %s for the %s pass: %s", option, fallback,
-                         "training" if training else "reference/old-log-prob", why)
-            modes.append(on and why is None)
-        return modes[0], modes[1]
+    def _forward_modes(self) -> tuple[str, str]:
+        """The teacher-forced path of the training pass and of the no-grad (reference / old
+        log-prob) passes, from :func:`~searchr1.rl.batch.forward_mode`; logged once."""
+        share, group = self.cfg.model.share_prompt, self.algo.group_size
+        (train, why_t), (ev, why_e) = (forward_mode(self.policy, share, group, training) for training in (True, False))
+        if (train, why_t) == (ev, why_e):
+            log.info("teacher-forced passes: %s (%s)", train, why_t)
+        else:
+            log.info("teacher-forced passes: training %s (%s); reference/old-log-prob %s (%s)", train, why_t, ev, why_e)
+        return train, ev
 
     def _base_model(self):
         """The policy without a LoRA wrapper (critic backbones start from the base weights)."""
@@ -184,12 +170,12 @@ class Learner:
         self.policy.eval()
         if not self._on_policy() or placement == "reward":
             batch.old_logp, _ = forward_logprobs(self.policy, batch, mb, self.temperature, ac,
-                                                 share_prompt=self.share_eval, direct=self.direct_eval)
+                                                 mode=self.eval_mode)
         if placement != "none":
             with self._ref_ctx():
                 ref_model = self.policy if self.is_lora else self.ref
                 batch.ref_logp, _ = forward_logprobs(ref_model, batch, mb, self.temperature, ac,
-                                                     share_prompt=self.share_eval, direct=self.direct_eval)
+                                                     mode=self.eval_mode)
         if self.algo.name == "ppo":
             self.critic.eval()
             batch.old_values = forward_values(self.critic, batch, mb, ac)
@@ -255,8 +241,7 @@ class Learner:
                 for s in range(0, len(mbatch), micro):
                     mb = mbatch.select(slice(s, s + micro)).to(self.device)
                     with autocast_ctx(self.device, ac):
-                        logits = response_logits(self.policy, mb, self.temperature, self.share_train,
-                                                 self.direct_train)
+                        logits = response_logits(self.policy, mb, self.temperature, self.train_mode)
                     loss, st = compute_actor_loss(logits, mb, self.algo, norm, self.kl_ctl.value)
                     finite &= bool(torch.isfinite(loss))
                     loss.backward()

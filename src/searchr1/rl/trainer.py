@@ -201,11 +201,10 @@ class Trainer:
                                        self.cfg.data.shuffle)
 
     def _default_backend(self, policy, tokenizer):
-        """One HFBackend for the whole run: it keeps its stop-string tables between steps and reads
-        the policy's live weights (the direct decoding step re-reads them at every session)."""
+        """One HFBackend for the whole run: it keeps its stop-string tables between steps and runs
+        the policy's live weights."""
         if self._hf_backend is None:
-            self._hf_backend = _hf_backend(policy, tokenizer, self.cfg.model.direct_forward)
-            log.info("rollout decoding: %s", self._hf_backend.decode_path)
+            self._hf_backend = _hf_backend(policy, tokenizer)
         return self._hf_backend
 
     @staticmethod
@@ -458,9 +457,9 @@ def public_config(cfg: TrainConfig) -> dict:
     return d
 
 
-def _hf_backend(model, tokenizer, direct_decode: bool = True):
+def _hf_backend(model, tokenizer):
     from searchr1.rollout.backends.hf import HFBackend
 
     # a peft wrapper hides the cache arguments; its base model carries the (active) adapter layers
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return HFBackend(base, tokenizer, direct_decode=direct_decode)
+    return HFBackend(base, tokenizer)

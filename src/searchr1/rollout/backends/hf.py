@@ -11,21 +11,11 @@ batch, so the remaining steps compute only the rows still generating; at the end
 come back with the missed columns as masked padding. Parking needs plain dynamic cache layers
 (or legacy tuples); with other cache types (sliding window, ...) stopped rows stay in the batch.
 
-Two savings that keep the numbers (up to float rounding of a smaller matmul):
+``share_prefill=True`` keeps the numbers (up to float rounding of a smaller matmul) with less
+work: rows opened with the same prompt (the G samples of a GRPO question) prefill it once; the
+cache rows and first-token logits are then copied to every row.
 
-* ``share_prefill=True``: rows opened with the same prompt (the G samples of a GRPO question)
-  prefill it once; the cache rows and first-token logits are then copied to every row.
-* plain dynamic cache layers append each decoded token into spare capacity reserved for the
-  turn (:class:`_ReservedLayer`) instead of concatenating a new, one-longer tensor per token and
-  layer (on CPU that re-allocation, page faults included, took ~1/3 of the decoding time).
-
-``direct_decode=True``: decoding steps and prefills of Llama-family models run through
-:class:`~searchr1.rollout.backends.direct_decode.DirectDecodeStep` — the same math on the
-model's own weights without the transformers module stack (a 0.09M model on CPU decodes 1.6x
-faster; a prefill's last layer runs its query, attention and MLP at the last column only).
-Other models, and models it cannot follow (LoRA-wrapped projections, sliding windows, hooks),
-use the transformers forward; ``backend.decode_path`` says which and why.
-
+The forward pass is the model's own (transformers' modules and cache classes, public APIs only).
 Works with any causal LM whose ``forward(input_ids, attention_mask, position_ids, cache |
 past_key_values, use_cache)`` returns logits and the cache (transformers models and custom ones).
 """
@@ -37,7 +27,6 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from searchr1.models.signature import cache_kwarg, forward_params
-from searchr1.rollout.backends import direct_decode as direct
 from searchr1.rollout.backends.base import Generation, TurnParams
 from searchr1.rollout.backends.sampling import sample_tokens
 from searchr1.models.stopping import StopChecker
@@ -52,54 +41,18 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-class _ReservedLayer(DynamicLayer):
-    """A plain dynamic cache layer whose keys/values are views into buffers with ``spare`` free
-    columns: ``update`` writes the new columns in place instead of concatenating.
-
-    Anything that replaces ``keys``/``values`` (batch select, parking) leaves them outside the
-    buffer; the next ``update`` then copies them into a fresh buffer. For inference only (the
-    buffer is written in place)."""
-
-    spare = 0  # columns to reserve past the current length when a buffer is (re)allocated
-
-    def _in_buffer(self, buf, t) -> bool:
-        return (buf is not None and t.data_ptr() == buf.data_ptr() and t.shape[:2] == buf.shape[:2]
-                and t.stride() == buf.stride())
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized or self.keys.numel() == 0:
-            return super().update(key_states, value_states, *args, **kwargs)
-        n, k = self.keys.shape[-2], key_states.shape[-2]
-        kbuf, vbuf = getattr(self, "_kbuf", None), getattr(self, "_vbuf", None)
-        if not (self._in_buffer(kbuf, self.keys) and self._in_buffer(vbuf, self.values)
-                and n + k <= kbuf.shape[-2] and key_states.shape[0] == kbuf.shape[0]):
-            kbuf, vbuf = (_with_room(self.keys, n + k + self.spare), _with_room(self.values, n + k + self.spare))
-            self._kbuf, self._vbuf = kbuf, vbuf
-        kbuf[..., n:n + k, :].copy_(key_states)
-        vbuf[..., n:n + k, :].copy_(value_states)
-        self.keys, self.values = kbuf[..., :n + k, :], vbuf[..., :n + k, :]
-        return self.keys, self.values
-
-
 def _plain_dynamic(cache) -> bool:
     """A DynamicCache whose layers are all plain dynamic ones (not offloaded, sliding or quantized)."""
     layers = getattr(cache, "layers", None)
     return (isinstance(cache, DynamicCache) and not getattr(cache, "offloading", False) and bool(layers)
-            and all(type(la) in (DynamicLayer, _ReservedLayer) for la in layers))
-
-
-def _with_room(t: torch.Tensor, cols: int) -> torch.Tensor:
-    """A (B, H, cols, D) buffer whose first columns hold ``t`` (B, H, S, D)."""
-    buf = t.new_empty(*t.shape[:-2], cols, t.shape[-1])
-    buf[..., :t.shape[-2], :].copy_(t)
-    return buf
+            and all(type(la) is DynamicLayer for la in layers))
 
 
 class HFBackend:
     """``HFBackend(model, tokenizer, device=None, dtype=None)``; ``open(prompts, seed)`` starts a batch."""
 
     def __init__(self, model, tokenizer, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                 compact: bool = True, park: bool = True, share_prefill: bool = True, direct_decode: bool = True):
+                 compact: bool = True, park: bool = True, share_prefill: bool = True):
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
         self.model = model
@@ -121,9 +74,6 @@ class HFBackend:
                 "HFBackend needs a causal LM with a KV cache."
             )
         self._keep_last = "logits_to_keep" in forward_params(model)
-        reason = direct.unsupported_reason(model) if direct_decode else "direct_decode=False"
-        self._direct = direct.DirectDecodeStep(model) if reason is None else None
-        self.decode_path = "direct" if reason is None else f"transformers forward ({reason})"
 
     def stop_checker(self, stops: Sequence[str]) -> StopChecker:
         """One checker per stop-string set, kept across turns and sessions (it remembers token ids)."""
@@ -140,11 +90,6 @@ class HFBackend:
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache):
         """Next-token logits of the last column (B, V) and the grown cache. ids, pos: (B, L); mask: (B, past + L)."""
-        if self._direct is not None:
-            if cache is None:
-                cache = DynamicCache(config=self.model.config)
-            if _plain_dynamic(cache):
-                return self._direct(ids, mask, pos, cache), cache
         kwargs = {self._cache_kw: cache, "use_cache": True}
         if self._keep_last:
             kwargs["logits_to_keep"] = 1
@@ -176,8 +121,6 @@ class HFSession:
         self.parked: list = []  # (cache tensors, mask, pos, rows) of rows out of the batch this turn
         self.parks = 0          # how many times rows were parked (diagnostics)
         self.was_training = backend.model.training
-        if backend._direct is not None:
-            backend._direct.refresh()   # parameter objects may have been replaced since the last session
         backend.model.eval()
         self.generator = None
         if seed is not None:
@@ -230,14 +173,6 @@ class HFSession:
         logits, self.cache = self.b.forward(ids.to(dev), self.mask, pos.to(dev), self.cache)
         return logits
 
-    def _reserve(self, spare: int) -> None:
-        """Give plain dynamic cache layers ``spare`` free columns for this turn's decoding."""
-        for la in getattr(self.cache, "layers", ()):
-            if type(la) is DynamicLayer:
-                la.__class__ = _ReservedLayer   # same state, in-place appends (see _ReservedLayer)
-            if type(la) is _ReservedLayer:
-                la.spare = spare
-
     def generate(self, rows, appended, max_new_tokens, params: TurnParams) -> list[Generation]:
         for r, extra in zip(rows, appended):
             if r in self.released:
@@ -255,7 +190,6 @@ class HFSession:
             return [out[r] for r in rows]
         slot_of = {r: s for s, r in enumerate(self.rows)}
         logits = self._prefill([slot_of[r] for r in rows])
-        self._reserve(max(budget[r] for r in active))
         dev = self.b.device
         while True:
             idx = torch.tensor([slot_of[r] for r in active], dtype=torch.long, device=dev)
