@@ -24,6 +24,11 @@ def register(subparsers) -> None:
                    help="compare the protocols of two results; exit 1 when they differ")
     _add_model_args(p)
     _add_retriever_args(p)
+    p.add_argument("--template", default="search-r1", help="prompt template of search-r1 (a name, or a raw "
+                   "template with {question}); recorded in the manifest")
+    p.add_argument("--chat-template", choices=("auto", "none"), default="auto",
+                   help="search-r1: wrap the prompt in the tokenizer's chat template (auto, as Search-R1 does) "
+                        "or send it raw (none)")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="token budget of one generation call (turn) for every method (default: per method, "
                         "direct/rag 32, ircot 64, cot/r1/search-o1 128, search-r1 256)")
@@ -103,7 +108,9 @@ def run_eval(args) -> int:
     from searchr1.models.generate import Decoding
 
     config = EvalConfig(methods=[m.strip() for m in args.methods.split(",") if m.strip()], batch_size=args.batch_size,
-                        max_new_tokens=args.max_new_tokens)
+                        max_new_tokens=args.max_new_tokens,
+                        method_options={"search-r1": {"template": args.template,
+                                                      "chat_template": args.chat_template == "auto"}})
     datasets, infos = {}, []
     for src in args.data:
         split = args.split or ("test" if Path(src).is_dir() else None)
