@@ -5,6 +5,17 @@ import argparse
 import json
 from pathlib import Path
 
+from rich.console import Console
+
+from searchr1.data.load import load_qa
+from searchr1.eval.ask import LivePrinter, ask, print_json
+from searchr1.eval.manifest import compare_manifests, coverage, dataset_protocol, load_manifest
+from searchr1.eval.runner import EvalConfig, evaluate
+from searchr1.eval.setup import make_generator, make_retriever
+from searchr1.eval.types import EvalContext
+from searchr1.eval.wiki_qa import write_wiki_qa
+from searchr1.models.generate import Decoding
+
 SPLITS = ("train", "dev", "test", "heldout", "validation")
 
 
@@ -92,21 +103,12 @@ def dataset_name(source: str, split: str | None) -> str:
 
 
 def run_eval(args) -> int:
-    from rich.console import Console
-
     console = Console(stderr=True)
     if args.compare:
         return run_compare(*args.compare)
     if not args.data or not args.out:
         console.print("[red]searchr1 eval needs --data and --out (or --compare A.json B.json).[/]")
         return 2
-    from searchr1.data.load import load_qa
-    from searchr1.eval.manifest import dataset_protocol
-    from searchr1.eval.runner import EvalConfig, evaluate
-    from searchr1.eval.setup import make_generator, make_retriever
-    from searchr1.eval.types import EvalContext
-    from searchr1.models.generate import Decoding
-
     config = EvalConfig(methods=[m.strip() for m in args.methods.split(",") if m.strip()], batch_size=args.batch_size,
                         max_new_tokens=args.max_new_tokens,
                         method_options={"search-r1": {"template": args.template,
@@ -140,8 +142,6 @@ def run_eval(args) -> int:
 
 
 def run_compare(a: str, b: str) -> int:
-    from searchr1.eval.manifest import compare_manifests, coverage, load_manifest
-
     ma, mb = load_manifest(a), load_manifest(b)
     diffs = compare_manifests(ma, mb)
     for section, cov in coverage(ma, mb).items():
@@ -157,13 +157,6 @@ def run_compare(a: str, b: str) -> int:
 
 
 def run_ask(args) -> int:
-    from rich.console import Console
-
-    from searchr1.eval.ask import LivePrinter, ask, print_json
-    from searchr1.eval.setup import make_generator, make_retriever
-    from searchr1.eval.types import EvalContext
-    from searchr1.models.generate import Decoding
-
     console = Console(stderr=args.json)
     retriever, _ = make_retriever(args.index, args.server, args.token, args.search_failures)
     if retriever is None:
@@ -185,8 +178,6 @@ def run_ask(args) -> int:
 
 
 def run_wiki_qa(args) -> int:
-    from searchr1.eval.wiki_qa import write_wiki_qa
-
     n = write_wiki_qa(args.out, n=args.n, seed=args.seed, words_per_passage=args.words_per_passage)
     print(f"wrote {n} questions to {args.out}")
     return 0

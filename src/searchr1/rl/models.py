@@ -11,6 +11,8 @@ import torch
 from searchr1.models.hf import load_causal_lm
 from searchr1.rl.checkpoint import CheckpointError
 from searchr1.rl.config import DataConfig, ModelConfig
+from searchr1.search.client import HTTPSearchClient
+from searchr1.search.index import load_retriever
 from searchr1.search.server import TOKEN_ENV
 
 
@@ -102,13 +104,9 @@ def save_final(model, tokenizer, directory: str | Path, lora: bool = False) -> P
 def build_retriever(cfg: DataConfig):
     """The retriever the rollout calls: the HTTP client of a running server, or an index in-process."""
     if cfg.retriever_url:
-        from searchr1.search.client import HTTPSearchClient
-
         token = cfg.retriever_token or os.environ.get(TOKEN_ENV) or None
         return HTTPSearchClient(cfg.retriever_url, token=token)
     if cfg.index_dir:
-        from searchr1.search.index import load_retriever
-
         return load_retriever(cfg.index_dir)
     raise ValueError("no retriever: set data.retriever_url (a `searchr1 serve` URL) or data.index_dir "
                      "(a directory written by `searchr1 index`), or rollout.search_enabled=false")

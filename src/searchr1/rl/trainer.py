@@ -25,7 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from searchr1.data.load import load_qa
+from searchr1.data.prompts import apply_chat_template, make_prompt
 from searchr1.errors import SearchR1Error
+from searchr1.rewards import compute_score, segments_from_mask
 from searchr1.rl import checkpoint as ckpt
 from searchr1.rl import distributed as D
 from searchr1.rl.batch import collate
@@ -33,7 +36,10 @@ from searchr1.rl.cold_start import cold_start
 from searchr1.rl.config import TrainConfig, config_to_dict
 from searchr1.rl.diagnostics import collapse_metrics, collapse_warnings
 from searchr1.rl.learner import Learner
+from searchr1.rl.models import build_retriever, load_policy, load_weights, save_final, wrap_policy
 from searchr1.rl.tracking import Tracker
+from searchr1.rollout.backends.hf import HFBackend
+from searchr1.rollout.engine import RolloutEngine, rollout_metrics
 from searchr1.search.guard import GuardedRetriever, startup_check
 
 log = logging.getLogger(__name__)
@@ -119,8 +125,6 @@ def score_trajectories(trajs, examples, tokenizer, kind: str) -> tuple[list[floa
 
     The engine records each trajectory's segments; trajectories built elsewhere (no segments) are
     split by their provenance mask here."""
-    from searchr1.rewards import compute_score, segments_from_mask
-
     def decode(ids):
         return tokenizer.decode(ids, skip_special_tokens=False)
 
@@ -146,8 +150,6 @@ class Trainer:
         self.dist = D.current()
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        from searchr1.rl.models import load_policy, wrap_policy
-
         rolls_out = cfg.recipe != "sft"      # SFT reads its own data and never samples
         self.retriever, self.search_guard = self._setup_retriever(retriever, rolls_out)
         if policy is None or tokenizer is None:
@@ -184,8 +186,6 @@ class Trainer:
         d = self.cfg.data
         probe = retriever is None
         if probe:
-            from searchr1.rl.models import build_retriever
-
             retriever = build_retriever(d)
         guard = GuardedRetriever(retriever, d.search_failure_policy, d.max_consecutive_search_failures,
                                  d.max_search_failure_rate)
@@ -209,8 +209,6 @@ class Trainer:
 
     @staticmethod
     def _load(path: str, limit: int):
-        from searchr1.data.load import load_qa
-
         if not path:
             raise ValueError("no training data: set data.train_file (FlashRAG jsonl or Search-R1 parquet)")
         ex = load_qa(path)
@@ -218,15 +216,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ rollout
     def prompts_for(self, examples) -> list[str]:
-        from searchr1.data.prompts import apply_chat_template, make_prompt
-
         return [apply_chat_template(self.tokenizer, make_prompt(ex.question, self.cfg.data.prompt_template))
                 for ex in examples]
 
     def rollout(self, examples, group_ids, seed: int | None, greedy: bool = False):
         """Trajectories for ``examples`` (already repeated G times) and the engine timings."""
-        from searchr1.rollout.engine import RolloutEngine
-
         rcfg = dataclasses.replace(self.cfg.rollout, seed=seed, do_sample=not greedy and self.cfg.rollout.do_sample)
         engine = RolloutEngine(self.make_backend(self.policy, self.tokenizer), self.retriever, self.tokenizer, rcfg)
         self.policy.eval()
@@ -236,8 +230,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
-        from searchr1.rollout.engine import rollout_metrics
-
         cfg, G = self.cfg, self.cfg.algorithm.group_size
         t0 = time.perf_counter()
         q_idx = D.shard(self.sampler.next(cfg.data.batch_size), self.dist)
@@ -275,8 +267,6 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
         """Greedy rollout on the held-out questions: EM / F1 and rollout stats under ``val/``."""
-        from searchr1.rollout.engine import rollout_metrics
-
         if not self.val_examples:
             return {}
         exs = D.shard(list(self.val_examples), self.dist)
@@ -349,8 +339,6 @@ class Trainer:
         raise ckpt.CheckpointError(f"--resume: no readable checkpoint under {self.ckpt_root}: " + "; ".join(skipped))
 
     def _load_checkpoint(self, path: Path) -> int:
-        from searchr1.rl.models import load_weights
-
         state = ckpt.load_state(path)
         load_weights(self.policy, path / "policy", lora=self.cfg.model.lora_rank > 0)
         if self.learner.critic is not None and (path / "critic").is_dir():
@@ -410,8 +398,6 @@ class Trainer:
             if not self.stop_reason and not (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0):
                 self.save()
             if self.log_to_disk:
-                from searchr1.rl.models import save_final
-
                 save_final(self.policy, self.tokenizer, self.out / "final", lora=cfg.model.lora_rank > 0)
         finally:
             tracker.close()
@@ -458,8 +444,6 @@ def public_config(cfg: TrainConfig) -> dict:
 
 
 def _hf_backend(model, tokenizer):
-    from searchr1.rollout.backends.hf import HFBackend
-
     # a peft wrapper hides the cache arguments; its base model carries the (active) adapter layers
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return HFBackend(base, tokenizer)
