@@ -56,6 +56,7 @@ class MicroBatcher:
         self.batches = 0
         self.queries = 0
         self._active: deque[_Job] = deque()
+        self._fresh_turn = False  # whether the last batch was the new requests' turn
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -96,25 +97,33 @@ class MicroBatcher:
         return await job.fut
 
     def _take(self) -> list[tuple[_Job, int, int]]:
-        """One batch: at most one chunk from each waiting request, round-robin, ≤ max_batch_queries."""
+        """One batch of chunks, at most one per request and ≤ max_batch_queries queries.
+
+        Requests that have not had a chunk yet go first, alone, every other batch: a small
+        request waits for the batch in flight plus one short batch, however big the others are.
+        The other batches go round-robin over every waiting request, so old requests keep moving.
+        """
+        jobs = [job for job in self._active if not job.fut.done()]
+        for job in self._active:
+            if job.fut.done():  # the client went away (cancelled): drop the rest of its work
+                self.pending -= job.remaining
+        fresh = [job for job in jobs if job.taken == 0]
+        self._fresh_turn = not self._fresh_turn
+        candidates = fresh if fresh and self._fresh_turn else jobs
         pieces: list[tuple[_Job, int, int]] = []
         n = 0
-        for _ in range(len(self._active)):
-            job = self._active[0]
-            if job.fut.done():  # the client went away (cancelled): drop the rest of its work
-                self._active.popleft()
-                self.pending -= job.remaining
-                continue
+        for job in candidates:
             take = min(self.chunk_queries, job.remaining)
             if pieces and n + take > self.max_batch_queries:
                 break
-            self._active.popleft()
             pieces.append((job, job.taken, take))
             job.taken += take
             self.pending -= take
             n += take
-            if job.remaining:
-                self._active.append(job)  # back of the line: the others get their chunk first
+        chosen = {id(job) for job, _, _ in pieces}
+        # the requests left out keep their place; the served ones go to the back of the line
+        self._active = deque([job for job in jobs if id(job) not in chosen] +
+                             [job for job, _, _ in pieces if job.remaining])
         return pieces
 
     def _search_and_encode(self, pieces: list[tuple[_Job, int, int]]) -> list:
