@@ -75,6 +75,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help="requests in flight (then 503)")
     p.add_argument("--max-inflight-bytes", type=int, default=d.max_inflight_bytes,
                    help="request-body bytes held in flight (then 503)")
+    p.add_argument("--chunk-queries", type=int, default=d.chunk_queries,
+                   help="queries per chunk when batching big requests fairly (0 = by retriever: bm25 8, dense 256)")
     p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, help="seconds to receive a body (then 408)")
     p.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs); off by default")
     p.set_defaults(func=_serve)
@@ -163,7 +165,7 @@ def _serve(args) -> int:
                           max_hits=args.max_hits, max_query_chars=args.max_query_chars,
                           max_body_bytes=args.max_body_bytes, max_concurrent=args.max_concurrent,
                           max_inflight_bytes=args.max_inflight_bytes, body_timeout_s=args.body_timeout,
-                          docs=args.docs)
+                          chunk_queries=args.chunk_queries, docs=args.docs)
     token = resolve_token(args.token)
     read_index_meta(args.index)  # a bad index fails here, before the banner
     print(f"serving {args.index} on http://{args.host}:{args.port}/retrieve (Ctrl-C to stop)", flush=True)

@@ -20,7 +20,7 @@ accept Search-R1's largest batches, 2,560 queries):
   ``--body-timeout`` seconds is a 408.
 * global: concurrent requests (``--max-concurrent``), body bytes held by requests in
   flight (``--max-inflight-bytes``) and queued queries; beyond them 503 + ``Retry-After``.
-* fairness: requests are cut into chunks and batched round-robin
+* fairness: requests are cut into chunks (``--chunk-queries``) and batched round-robin
   (:mod:`searchr1.search.batcher`), so one huge request cannot starve small ones.
 
 With a token (``--token`` or ``SEARCHR1_TOKEN``), ``/retrieve`` needs ``Authorization:
@@ -45,6 +45,8 @@ from searchr1.search.batcher import MicroBatcher, ServerBusy
 from searchr1.search.index import load_retriever, read_index_meta
 
 log = logging.getLogger(__name__)
+AUTO_CHUNK = {"bm25": 8, "dense": 256}
+"""Chunk size per retriever kind when ``chunk_queries`` is 0; other kinds get 64."""
 
 
 @dataclass
@@ -67,8 +69,10 @@ class ServerConfig:
     """How long the batcher waits for more requests after the first one (0 = only drain)."""
     max_batch_queries: int = 1024
     """Most queries per retriever call."""
-    chunk_queries: int = 64
-    """Requests are cut into chunks of this many queries, batched round-robin (fairness)."""
+    chunk_queries: int = 0
+    """Requests are cut into chunks of this many queries, batched round-robin (``--chunk-queries``);
+    0 = by retriever kind (:data:`AUTO_CHUNK`): small chunks keep small requests fast, large ones
+    keep a fixed per-call cost (a FAISS Flat scan, a GPU encoder pass) from being paid per chunk."""
     max_pending_queries: int = 65536
     """Queries allowed to wait for the retriever; beyond this requests get 503."""
     max_concurrent: int = 64
@@ -87,8 +91,8 @@ class ServerConfig:
             raise ValueError("max_queries and max_query_chars must be >= 1 and max_body_bytes >= 64.")
         if self.max_hits < self.max_topk:
             raise ValueError(f"max_hits ({self.max_hits}) must be >= max_topk ({self.max_topk}).")
-        if self.batch_wait_ms < 0 or self.max_batch_queries < 1 or self.chunk_queries < 1:
-            raise ValueError("batch_wait_ms must be >= 0, max_batch_queries and chunk_queries >= 1.")
+        if self.batch_wait_ms < 0 or self.max_batch_queries < 1 or self.chunk_queries < 0:
+            raise ValueError("batch_wait_ms must be >= 0, max_batch_queries >= 1 and chunk_queries >= 0 (0 = auto).")
         if self.max_concurrent < 1 or self.max_inflight_bytes < self.max_body_bytes or self.body_timeout_s <= 0:
             raise ValueError("max_concurrent must be >= 1, max_inflight_bytes >= max_body_bytes "
                              f"({self.max_body_bytes}) and body_timeout_s > 0.")
@@ -216,10 +220,11 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
     from fastapi.responses import JSONResponse, Response
 
     config = config or ServerConfig()
-    batcher = MicroBatcher(retriever, config.batch_wait_ms / 1000, config.max_batch_queries,
-                           config.max_pending_queries, config.chunk_queries)
-    gate = _Gate(config)
     kind = kind or getattr(retriever, "kind", type(retriever).__name__)
+    chunk = config.chunk_queries or AUTO_CHUNK.get(kind, 64)
+    batcher = MicroBatcher(retriever, config.batch_wait_ms / 1000, config.max_batch_queries,
+                           config.max_pending_queries, chunk)
+    gate = _Gate(config)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -281,6 +286,7 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
         size = len(retriever) if hasattr(retriever, "__len__") else None  # e.g. a proxying client
         return {"status": "ok", "index_loaded": True, "retriever": kind, "corpus_size": size,
                 "max_topk": config.max_topk, "max_queries": config.max_queries, "max_hits": config.max_hits,
+                "chunk_queries": batcher.chunk_queries,
                 "batches": batcher.batches, "queries_served": batcher.queries,
                 "requests_in_flight": gate.requests}
 
