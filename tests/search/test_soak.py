@@ -1,8 +1,9 @@
 """Soak: 8 clients × 60 s of mixed good and bad requests against `searchr1 serve` on loopback.
 
 Every response must carry the status its request deserves (0 unexpected), the server must
-answer /health at the end, and its resident memory may grow by at most ``RSS_BOUND_MB``
-between the end of a warm-up and the end of the run (``SEARCHR1_SOAK_SECONDS`` shortens it).
+answer /health at the end, and its resident memory may grow by at most 50 MB
+(``RSS_BOUND_MB``) between the end of a 10 s warm-up and the end of the run.
+``SEARCHR1_SOAK_SECONDS`` shortens the run.
 """
 import json
 import os
