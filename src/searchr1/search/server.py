@@ -214,10 +214,19 @@ def _decode(body: bytes) -> object:
                                 '{"queries": ["..."], "topk": 3, "return_scores": true}.') from None
 
 
+async def _stream_result(parts: list[bytes]):
+    yield b'{"result": ['
+    for i, part in enumerate(parts):
+        if i:
+            yield b", "
+        yield part
+    yield b"]}"
+
+
 def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind: str | None = None):
     """The FastAPI app serving ``retriever``."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
 
     config = config or ServerConfig()
     kind = kind or getattr(retriever, "kind", type(retriever).__name__)
@@ -248,7 +257,8 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
             raise RequestError(401, "missing or wrong bearer token; send 'Authorization: Bearer <token>'.",
                                {"WWW-Authenticate": "Bearer"})
 
-    async def answer(request: Request) -> bytes:
+    async def answer(request: Request) -> list[bytes]:
+        """The encoded rows of the response, one part per chunk (raises RequestError)."""
         check_auth(request)
         if not _is_json(request.headers.get("content-type", "")):
             raise RequestError(415, "Content-Type must be application/json; send the body as JSON "
@@ -258,11 +268,11 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
             queries, topk, return_scores = parse_request(_decode(body), config)
             del body
             if not queries:  # Search-R1's server answers an empty batch with an empty result
-                return b'{"result": []}'
+                return []
             parts = await batcher.submit_encoded(queries, topk, lambda rows: encode_rows(rows, return_scores))
         finally:
             gate.bytes -= reserved
-        return b'{"result": [' + b", ".join(parts) + b"]}"
+        return parts
 
     @app.post("/retrieve")
     async def retrieve(request: Request):
@@ -271,7 +281,12 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
                               "--max-concurrent); retry later.", {"Retry-After": "1"})
         gate.requests += 1
         try:
-            return Response(await answer(request), media_type="application/json")
+            parts = await answer(request)
+            if len(parts) <= 1:
+                return Response(b'{"result": [' + b"".join(parts) + b"]}", media_type="application/json")
+            # a big response goes out part by part: no multi-megabyte copy blocks the event loop,
+            # and the transport's flow control paces it to the client
+            return StreamingResponse(_stream_result(parts), media_type="application/json")
         except RequestError as e:
             return error(e.status, str(e), e.headers)
         except ServerBusy as e:
