@@ -26,7 +26,7 @@ def test_a_small_request_does_not_wait_for_a_big_one(tiny_bm25):
     big_q = [f"capital city {i}" for i in range(40)]
 
     async def main():
-        b = MicroBatcher(rec, max_wait_s=0, max_batch_queries=16, chunk_queries=4)
+        b = MicroBatcher(rec, max_wait_s=0, max_batch_queries=8, chunk_queries=4)
         b.start()
         big = asyncio.create_task(b.submit(big_q, 2))
         await asyncio.sleep(0)
@@ -39,8 +39,8 @@ def test_a_small_request_does_not_wait_for_a_big_one(tiny_bm25):
     assert small_res == tiny_bm25.search(["highest mountain"], 1)
     assert big_res == tiny_bm25.search(big_q, 2)
     where = next(i for i, call in enumerate(rec.calls) if "highest mountain" in call)
-    assert where <= 2 and len(rec.calls) >= 10  # the big request took 10 chunks; the small one rode early
-    assert all(len(call) <= 16 for call in rec.calls) and b.pending == 0 and b.queries == 41
+    assert where <= 2 and len(rec.calls) >= 4  # the big request took several batches; the small one rode early
+    assert all(len(call) <= 8 for call in rec.calls) and b.pending == 0 and b.queries == 41
 
 
 def test_many_requests_share_batches_round_robin(tiny_bm25):

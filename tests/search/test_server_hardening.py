@@ -124,8 +124,8 @@ class SlowPerQuery:
 
 
 def test_one_huge_request_does_not_starve_a_small_one(tiny_bm25):
-    """4,096 queries cost ~4 s here; a 1-query request sent meanwhile waits for one chunk, not all."""
-    config = ServerConfig(chunk_queries=64, batch_wait_ms=0)
+    """4,096 queries cost ~4 s here; a 1-query request sent meanwhile waits for one short batch, not all."""
+    config = ServerConfig(chunk_queries=8, batch_wait_ms=0)  # batches of <= 64 queries (~64 ms here)
     big = {"queries": [f"capital city {i}" for i in range(4096)], "topk": 3}
     with BackgroundServer(create_app(SlowPerQuery(tiny_bm25, 0.001), config)) as srv:
         out = {}

@@ -1,13 +1,16 @@
 """Fair micro-batching: many concurrent requests, few ``search`` calls, no starvation.
 
-Every request is cut into chunks of at most ``chunk_queries`` queries. One background
-task builds each batch round-robin over the waiting requests — one chunk from each, up to
-``max_batch_queries`` — runs a single ``retriever.search`` in a worker thread (the event
+Every request is cut into chunks. One background task builds each batch round-robin over
+the waiting requests — one chunk from each, up to ``max_batch_queries`` — runs a single ``retriever.search`` in a worker thread (the event
 loop stays free to accept and parse more requests meanwhile), and hands each request its
 own slice of the results, cut to its own ``topk``. A 4,096-query request therefore moves
 forward one chunk per batch, and a 1-query request that arrives meanwhile rides in the
 next batch instead of waiting for the whole big request. Cutting to ``topk`` is exact
 because every retriever returns hits in a fixed (score desc, corpus index asc) order.
+
+Chunk size: the ``8 × chunk_queries`` queries a batch aims at are shared among the
+waiting requests, but no share is below ``chunk_queries``. A lone request thus moves in
+big steps (few retriever calls), while under contention every batch stays short.
 
 An optional ``encode`` function (e.g. JSON serialisation) runs on each chunk's results in
 the worker thread, so the cost of building a big response is spread over its chunks too.
@@ -110,10 +113,12 @@ class MicroBatcher:
         fresh = [job for job in jobs if job.taken == 0]
         self._fresh_turn = not self._fresh_turn
         candidates = fresh if fresh and self._fresh_turn else jobs
+        target = min(self.max_batch_queries, 8 * self.chunk_queries)
+        share = max(self.chunk_queries, target // max(len(candidates), 1))
         pieces: list[tuple[_Job, int, int]] = []
         n = 0
         for job in candidates:
-            take = min(self.chunk_queries, job.remaining)
+            take = min(share, job.remaining)
             if pieces and n + take > self.max_batch_queries:
                 break
             pieces.append((job, job.taken, take))
