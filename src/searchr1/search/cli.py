@@ -76,7 +76,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-inflight-bytes", type=int, default=d.max_inflight_bytes,
                    help="request-body bytes held in flight (then 503)")
     p.add_argument("--chunk-queries", type=int, default=d.chunk_queries,
-                   help="queries per chunk when batching big requests fairly (0 = by retriever: bm25 8, dense 256)")
+                   help="smallest share of a batch per request; a batch aims at 8x this (0 = by retriever: bm25 8, "
+                        "dense 256)")
     p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, help="seconds to receive a body (then 408)")
     p.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs); off by default")
     p.set_defaults(func=_serve)

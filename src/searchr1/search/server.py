@@ -70,9 +70,10 @@ class ServerConfig:
     max_batch_queries: int = 1024
     """Most queries per retriever call."""
     chunk_queries: int = 0
-    """Requests are cut into chunks of this many queries, batched round-robin (``--chunk-queries``);
-    0 = by retriever kind (:data:`AUTO_CHUNK`): small chunks keep small requests fast, large ones
-    keep a fixed per-call cost (a FAISS Flat scan, a GPU encoder pass) from being paid per chunk."""
+    """Smallest chunk of a request per batch (``--chunk-queries``; a batch aims at 8× this, see
+    :mod:`searchr1.search.batcher`); 0 = by retriever kind (:data:`AUTO_CHUNK`): small chunks keep
+    small requests fast, large ones keep a fixed per-call cost (a FAISS Flat scan, a GPU encoder
+    pass) from being paid per chunk."""
     max_pending_queries: int = 65536
     """Queries allowed to wait for the retriever; beyond this requests get 503."""
     max_concurrent: int = 64
