@@ -13,6 +13,10 @@ Queries: 5 words drawn from a random passage (stopwords included, as in question
   batched 100k rate by that. The same-corpus ratio at 10k (no scaling) is printed too.
 * Server: ``searchr1 serve`` in a subprocess on loopback; 1, 4 and 16 client threads
   send requests of 1 query and of 64 queries; q/s counts queries, p50/p99 are per request.
+* Fairness: p99 latency of 1-query requests from one client, alone and while 6 other
+  clients keep sending maximum-size requests (``max_queries`` queries at the largest topk
+  ``max_hits`` allows, scores on) to the default server over the 100k BM25 index; the
+  target is a ratio of at most 10.
 * Dense: MiniLM server over a 20k-passage Flat index. Encoding 20k full passages takes
   ~25 CPU-minutes on these machines, so the index vectors are MiniLM embeddings of the
   passages' titles; a Flat search costs the same whatever the vectors are, and every query
@@ -107,12 +111,13 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, index_dir: Path):
+    def __init__(self, index_dir: Path, config: dict | None = None):
+        """``searchr1.search.server.serve`` in a subprocess; ``config``: ServerConfig overrides."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        code = ("import sys; from searchr1.search.server import serve; "
-                "serve(sys.argv[1], port=int(sys.argv[2]))")
-        cmd = [sys.executable, "-c", code, str(index_dir), str(self.port)]
+        code = ("import json, sys; from searchr1.search.server import ServerConfig, serve; "
+                "serve(sys.argv[1], port=int(sys.argv[2]), config=ServerConfig(**json.loads(sys.argv[3])))")
+        cmd = [sys.executable, "-c", code, str(index_dir), str(self.port), json.dumps(config or {})]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def __enter__(self):
@@ -177,6 +182,77 @@ def bench_server(index_dir: Path, queries: list[str], label: str, configs) -> li
     return rows
 
 
+def _probe_latencies(url: str, queries: list[str], n: int, stop: threading.Event | None = None) -> np.ndarray:
+    """Milliseconds of ``n`` sequential 1-query requests (fewer if ``stop`` is set first)."""
+    import httpx
+
+    out = []
+    with httpx.Client(timeout=120) as c:
+        for i in range(n):
+            if stop is not None and stop.is_set():
+                break
+            t = time.perf_counter()
+            c.post(url + "/retrieve", json={"queries": [queries[i % len(queries)]], "topk": 3}).raise_for_status()
+            out.append((time.perf_counter() - t) * 1000)
+    return np.array(out)
+
+
+def _flood(url: str, body: bytes, clients: int, stop, served, failed) -> None:
+    """Run in a child process (so its reads do not slow the probing client): ``clients``
+    threads post ``body`` back to back until ``stop`` is set; counts go to ``served``/``failed``."""
+    import httpx
+
+    def loop():
+        with httpx.Client(timeout=300) as c:
+            while not stop.is_set():
+                r = c.post(url + "/retrieve", content=body, headers={"content-type": "application/json"})
+                counter = served if r.status_code == 200 else failed
+                with counter.get_lock():
+                    counter.value += 1
+
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def bench_fairness(index_dir: Path, queries: list[str], flooders: int = 6, probes: int = 200,
+                   max_flood_s: float = 120.0, config: dict | None = None) -> None:
+    """p99 of 1-query requests alone vs while ``flooders`` clients send maximum-size requests."""
+    import multiprocessing as mp
+
+    from searchr1.search.server import ServerConfig
+
+    cfg = ServerConfig(**(config or {}))
+    topk = min(cfg.max_topk, cfg.max_hits // cfg.max_queries)
+    big = json.dumps({"queries": [queries[i % len(queries)] for i in range(cfg.max_queries)], "topk": topk,
+                      "return_scores": True}).encode()
+    ctx = mp.get_context("spawn")
+    with ServerProcess(index_dir, config) as srv:
+        _probe_latencies(srv.url, queries, 20)  # warm-up
+        alone = _probe_latencies(srv.url, queries, probes)
+        stop, served, failed = ctx.Event(), ctx.Value("i", 0), ctx.Value("i", 0)
+        flood = ctx.Process(target=_flood, args=(srv.url, big, flooders, stop, served, failed), daemon=True)
+        flood.start()
+        time.sleep(3.0)  # the flood is under way
+        local_stop = threading.Event()
+        timer = threading.Timer(max_flood_s, local_stop.set)
+        timer.start()
+        loaded = _probe_latencies(srv.url, queries, probes, local_stop)
+        timer.cancel()
+        stop.set()
+        flood.join(timeout=300)
+    p99_alone, p99_loaded = float(np.percentile(alone, 99)), float(np.percentile(loaded, 99))
+    print(f"\nfairness: 1-query p99 {p99_alone:.1f} ms alone, {p99_loaded:.1f} ms while {flooders} clients send "
+          f"{cfg.max_queries} queries x topk {topk} ({served.value} such requests served, {failed.value} failed; "
+          f"{len(loaded)} probes, p50 {np.percentile(loaded, 50):.1f} ms); ratio {p99_loaded / p99_alone:.1f} "
+          "(target <= 10)", flush=True)
+    _bench("server_p99_unloaded_ms", p99_alone, "ms")
+    _bench("server_p99_under_flood_ms", p99_loaded, "ms")
+    _bench("server_p99_flood_ratio", p99_loaded / p99_alone, "x")
+
+
 def build_dense_title_index(out: Path, n: int = 20_000) -> None:
     """20k wiki passages whose Flat vectors are MiniLM title embeddings (see module doc)."""
     import faiss
@@ -233,6 +309,7 @@ def main() -> None:
     configs = [(1, 1, 300), (4, 1, 500), (16, 1, 500), (1, 64, 40), (4, 64, 80), (16, 64, 96)]
     srows = bench_server(work / "synth", synth_queries, "bm25-100k", configs)
     srows += bench_server(work / "wiki", wiki_queries, "bm25-wiki", [(16, 64, 96)])
+    bench_fairness(work / "synth", synth_queries)
     dense_dir = work / "dense"
     t0 = time.perf_counter()
     build_dense_title_index(dense_dir)

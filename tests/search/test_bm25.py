@@ -147,7 +147,7 @@ def test_save_of_an_in_memory_index_is_complete(tmp_path, tiny_bm25, tiny_docs):
 def test_load_errors_name_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="searchr1 index"):
         load_retriever(tmp_path)
-    (tmp_path / "index.json").write_text(json.dumps({"kind": "tfidf"}))
+    (tmp_path / "index.json").write_text(json.dumps({"format": 1, "kind": "tfidf"}))
     with pytest.raises(ValueError, match="unknown index kind"):
         load_retriever(tmp_path)
 

@@ -16,7 +16,7 @@ from searchr1.eval.manifest import index_protocol
 from searchr1.search.client import HTTPSearchClient
 from searchr1.search.guard import GuardedRetriever, startup_check
 from searchr1.search.index import load_retriever
-from searchr1.search.server import TOKEN_ENV
+from searchr1.search.base import TOKEN_ENV
 from searchr1.models.smollm2 import SMOLLM2_NAMES
 
 

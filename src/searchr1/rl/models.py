@@ -13,7 +13,7 @@ from searchr1.rl.checkpoint import CheckpointError
 from searchr1.rl.config import DataConfig, ModelConfig
 from searchr1.search.client import HTTPSearchClient
 from searchr1.search.index import load_retriever
-from searchr1.search.server import TOKEN_ENV
+from searchr1.search.base import TOKEN_ENV
 
 
 def load_policy(cfg: ModelConfig, device: torch.device):

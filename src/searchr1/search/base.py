@@ -7,10 +7,15 @@ reproducible.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from searchr1.errors import SearchR1Error
+from searchr1.errors import ConfigError, SearchR1Error
+
+TOKEN_ENV = "SEARCHR1_TOKEN"
+"""Environment variable holding the server's bearer token (read by ``serve`` and the HTTP client)."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,11 @@ class SearchError(SearchR1Error, RuntimeError):
 
 
 class SearchAuthError(SearchR1Error):
-    """The retrieval server refused our credentials (HTTP 401/403).
+    """The search server refused our credentials (HTTP 401/403).
 
-    Not a :class:`SearchError`: a wrong or missing token fails every search, so it stops the
-    run with a message instead of becoming a failed-search observation.
+    Deliberately not a :class:`SearchError`: a wrong or missing token is a setup mistake
+    that retrying or showing the policy an observation cannot fix, so the rollout lets it
+    stop the run with a message naming ``--token`` / ``SEARCHR1_TOKEN``.
     """
 
 
@@ -56,3 +62,18 @@ class Retriever(Protocol):
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
         """Ranked hits per query, best first; ``len(result) == len(queries)``."""
         ...
+
+
+def config_from_json(cls, path: Path):
+    """A config dataclass from an index's JSON file (``bm25.json``, ``dense.json``); an unknown
+    key is an error listing the valid ones, never a TypeError."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e}); the index is damaged, rebuild it.") from None
+    valid = set(cls.__dataclass_fields__)
+    unknown = sorted(set(raw) - valid) if isinstance(raw, dict) else None
+    if unknown is None or unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown} (valid: {sorted(valid)}); the index was written "
+                          "by another searchr1 version or edited by hand — rebuild it.")
+    return cls(**raw)

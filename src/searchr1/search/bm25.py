@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from searchr1.search import bm25_kernels as K
-from searchr1.search.base import Document, Hit
+from searchr1.search.base import Document, Hit, config_from_json
 from searchr1.search.docstore import DocStore
 
 BM25_METHODS = ("lucene", "robertson", "atire")
@@ -200,7 +200,7 @@ class BM25Retriever:
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{index_dir}: not a BM25 index (no bm25.json); "
                                     "build one with `searchr1 index --retriever bm25`.")
-        config = BM25Config(**json.loads(cfg_path.read_text()))
+        config = config_from_json(BM25Config, cfg_path)
         model = bm25s.BM25.load(index_dir / MODEL_SUBDIR, mmap=mmap)
         return cls(model, docs if docs is not None else DocStore(index_dir), config)
 

@@ -1,17 +1,19 @@
-"""``searchr1 corpus | index | search | serve``."""
+"""``searchr1 corpus | index [import] | search | serve``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
+from searchr1.errors import UsageError
+from searchr1.search.base import TOKEN_ENV
 from searchr1.search.bm25 import BM25Config
 from searchr1.search.corpus import iter_corpus, write_corpus_jsonl, write_corpus_parquet
 from searchr1.search.corpus_build import build_wiki_corpus, iter_wiki_passages, synthetic_corpus
 from searchr1.search.dense import DEFAULT_ENCODER, DenseConfig
 from searchr1.search.documents import build_corpus
-from searchr1.search.index import IndexConfig, build_index, load_retriever
-from searchr1.search.server import ServerConfig, format_results, serve
+from searchr1.search.index import IndexConfig, build_index, import_faiss_index, load_retriever, read_index_meta
+from searchr1.search.server import ServerConfig, format_results, resolve_token, serve
 
 
 def register(subparsers) -> None:
@@ -38,13 +40,21 @@ def register(subparsers) -> None:
     st.add_argument("path")
     st.set_defaults(func=_corpus_stats)
 
-    p = subparsers.add_parser("index", help="build a BM25 or dense index from a corpus")
-    p.add_argument("--corpus", required=True, help="corpus .jsonl / .parquet")
+    p = subparsers.add_parser("index", help="build a BM25 or dense index from a corpus, or import a FAISS index",
+                              description="`searchr1 index --corpus C --out DIR` builds an index; `searchr1 index "
+                                          "import --faiss F --corpus C --encoder E --out DIR` serves an existing "
+                                          "FAISS index and JSONL corpus (e.g. Search-R1's) in place, without copying.")
+    p.add_argument("action", nargs="?", choices=["build", "import"], default="build",
+                   help="build (default) or import an existing FAISS index")
+    p.add_argument("--corpus", required=True, help="corpus .jsonl / .parquet (import: the .jsonl the index was built from)")
     p.add_argument("--out", required=True, help="index directory")
     p.add_argument("--retriever", choices=["bm25", "dense"], default="bm25")
     p.add_argument("--encoder", help="dense: HF encoder path or name (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--prefix", choices=["auto", "e5", "bge", "none"], default="auto", help="dense prefix convention")
-    p.add_argument("--faiss", choices=["flat", "hnsw"], default="flat", help="dense: FAISS index type")
+    p.add_argument("--query-prefix", help="dense: text put before every query (default: from --prefix)")
+    p.add_argument("--pooling", choices=["auto", "mean", "cls"], default="auto", help="dense: encoder pooling")
+    p.add_argument("--faiss", default=None,
+                   help="build: FAISS index type, flat (default) or hnsw; import: the FAISS index file")
     p.add_argument("--batch-size", type=int, default=64, help="dense: passages per encoder batch")
     p.add_argument("--device", default="cpu", help="dense: torch device")
     p.add_argument("--k1", type=float, default=0.9, help="bm25: k1")
@@ -61,11 +71,23 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve an index over HTTP (Search-R1 /retrieve schema)")
     p.add_argument("--index", required=True)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SEARCHR1_TOKEN)")
-    p.add_argument("--max-topk", type=int, default=100)
-    p.add_argument("--max-queries", type=int, default=512, help="most queries per request")
-    p.add_argument("--default-topk", type=int, default=3)
+    p.add_argument("--port", type=int, default=8000, help="TCP port, 1-65535 (default 8000)")
+    p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV})")
+    d = ServerConfig()
+    p.add_argument("--default-topk", type=int, default=d.default_topk, help="topk for requests sending 0/null")
+    p.add_argument("--max-topk", type=int, default=d.max_topk, help="largest topk per request")
+    p.add_argument("--max-queries", type=int, default=d.max_queries, help="most queries per request")
+    p.add_argument("--max-hits", type=int, default=d.max_hits, help="most passages per response (queries x topk)")
+    p.add_argument("--max-query-chars", type=int, default=d.max_query_chars, help="longest query")
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="largest request body")
+    p.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help="requests in flight (then 503)")
+    p.add_argument("--max-inflight-bytes", type=int, default=d.max_inflight_bytes,
+                   help="request-body bytes held in flight (then 503)")
+    p.add_argument("--chunk-queries", type=int, default=d.chunk_queries,
+                   help="smallest share of a batch per request; a batch aims at 8x this (0 = by retriever: bm25 8, "
+                        "dense 256)")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, help="seconds to receive a body (then 408)")
+    p.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs); off by default")
     p.set_defaults(func=_serve)
 
 
@@ -101,12 +123,22 @@ def _corpus_stats(args) -> int:
     return 0
 
 
+def _dense_config(args, faiss: str = "flat") -> DenseConfig:
+    return DenseConfig(encoder=args.encoder or DEFAULT_ENCODER, prefix=args.prefix, faiss=faiss,
+                       pooling=args.pooling, query_prefix=args.query_prefix, batch_size=args.batch_size,
+                       device=args.device)
+
+
 def _index(args) -> int:
+    if args.action == "import":
+        return _index_import(args)
+    if args.faiss not in (None, "flat", "hnsw"):
+        raise UsageError(f"--faiss {args.faiss!r}: building an index takes flat or hnsw; to serve an existing "
+                         "FAISS file use `searchr1 index import --faiss FILE`.")
     config = IndexConfig(
         retriever=args.retriever,
         bm25=BM25Config(k1=args.k1, b=args.b),
-        dense=DenseConfig(encoder=args.encoder or DEFAULT_ENCODER, prefix=args.prefix, faiss=args.faiss,
-                          batch_size=args.batch_size, device=args.device),
+        dense=_dense_config(args, args.faiss or "flat"),
         show_progress=True,
     )
     retriever = build_index(args.corpus, args.out, config)
@@ -114,7 +146,21 @@ def _index(args) -> int:
     return 0
 
 
+def _index_import(args) -> int:
+    if not args.faiss:
+        raise UsageError("index import needs --faiss FILE (the FAISS index, Search-R1's --index_path).")
+    if not args.encoder:
+        raise UsageError("index import needs --encoder (the model the index was built with, e.g. "
+                         "intfloat/e5-base-v2 for Search-R1's e5_Flat.index).")
+    meta = import_faiss_index(args.faiss, args.corpus, args.out, _dense_config(args))
+    print(f"imported {meta['num_passages']} passages ({meta['retriever']['faiss']}, dim {meta['retriever']['dim']}) "
+          f"into {args.out}; serve it with `searchr1 serve --index {args.out}`")
+    return 0
+
+
 def _search(args) -> int:
+    if args.topk < 1:
+        raise UsageError(f"--topk {args.topk}: ask for at least 1 passage.")
     results = load_retriever(args.index).search(args.query, args.topk)
     if args.json:
         print(json.dumps(format_results(results, return_scores=True), ensure_ascii=False, indent=2))
@@ -130,7 +176,15 @@ def _search(args) -> int:
 
 
 def _serve(args) -> int:
-    config = ServerConfig(default_topk=args.default_topk, max_topk=args.max_topk, max_queries=args.max_queries)
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is out of range; use a TCP port in 1-65535.")
+    config = ServerConfig(default_topk=args.default_topk, max_topk=args.max_topk, max_queries=args.max_queries,
+                          max_hits=args.max_hits, max_query_chars=args.max_query_chars,
+                          max_body_bytes=args.max_body_bytes, max_concurrent=args.max_concurrent,
+                          max_inflight_bytes=args.max_inflight_bytes, body_timeout_s=args.body_timeout,
+                          chunk_queries=args.chunk_queries, docs=args.docs)
+    token = resolve_token(args.token)
+    read_index_meta(args.index)  # a bad index fails here, before the banner
     print(f"serving {args.index} on http://{args.host}:{args.port}/retrieve (Ctrl-C to stop)", flush=True)
-    serve(args.index, host=args.host, port=args.port, token=args.token, config=config)
+    serve(args.index, host=args.host, port=args.port, token=token, config=config)
     return 0

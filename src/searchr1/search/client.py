@@ -4,15 +4,17 @@ Search-R1-compatible server), in-process, and an LRU cache around either.
 Retry policy (:class:`HTTPSearchClient`): connection errors, timeouts, HTTP 429 and
 5xx are retried ``retries`` times with exponential backoff (``backoff * 2**attempt``
 seconds, capped at ``max_backoff``); other 4xx are the caller's mistake and fail at
-once. Either way the failure is a :class:`SearchError` naming the URL and the last error.
+once. Either way the failure is a :class:`SearchError` naming the URL and the last error,
+except 401/403: a :class:`SearchAuthError` (a setup mistake, not an observation).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
 
-from searchr1.search.base import Document, Hit, Retriever, SearchError
+from searchr1.search.base import TOKEN_ENV, Document, Hit, Retriever, SearchAuthError, SearchError
 from searchr1.search.corpus import parse_contents
 
 
@@ -22,7 +24,10 @@ def _doc_from_json(d: dict) -> Document:
 
 
 class HTTPSearchClient:
-    """``search(queries, topk)`` over HTTP with a pooled ``httpx.Client``. Thread-safe."""
+    """``search(queries, topk)`` over HTTP with a pooled ``httpx.Client``. Thread-safe.
+
+    ``token`` defaults to ``$SEARCHR1_TOKEN`` (the variable ``searchr1 serve`` reads too).
+    """
 
     def __init__(self, url: str, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
                  token: str | None = None, max_backoff: float = 8.0, batch_size: int = 512):
@@ -33,6 +38,7 @@ class HTTPSearchClient:
         base = url.rstrip("/")
         self.url = base if base.endswith("/retrieve") else base + "/retrieve"
         self.retries, self.backoff, self.max_backoff, self.batch_size = retries, backoff, max_backoff, batch_size
+        token = token if token is not None else os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._httpx = httpx
         self._client = httpx.Client(timeout=timeout, headers=headers,
@@ -61,6 +67,11 @@ class HTTPSearchClient:
             if resp.status_code == 429 or resp.status_code >= 500:
                 last = f"HTTP {resp.status_code}: {resp.text[:300]}"
                 continue
+            if resp.status_code in (401, 403):
+                self.failures += 1
+                raise SearchAuthError(f"search server {self.url} refused the request (HTTP {resp.status_code}): "
+                                      "wrong or missing token; pass the server's token: --token (eval, ask), "
+                                      "data.retriever_token (train) or the SEARCHR1_TOKEN environment variable.")
             if resp.status_code != 200:
                 self.failures += 1
                 raise SearchError(f"search request to {self.url} was rejected: HTTP {resp.status_code}: "

@@ -9,6 +9,9 @@
 * FAISS ``flat`` (exact inner product, default) or ``hnsw`` (approximate, large corpora).
   Vectors are L2-normalised, so inner product = cosine similarity.
 * Ties (equal scores) are ordered by corpus index.
+* Imported indexes (``searchr1 index import``) keep their FAISS file where it is
+  (``index_path``); :func:`read_faiss_header` and :func:`encoder_dim` check it against the
+  encoder without loading either.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from searchr1.search.base import Document, Hit
+from searchr1.search.base import Document, Hit, config_from_json
 from searchr1.search.docstore import DocStore
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2 (bundled)"
@@ -66,6 +69,10 @@ class DenseConfig:
     """Token limit per passage/query (longer inputs are truncated)."""
     device: str = "cpu"
     """torch device for the encoder."""
+    query_prefix: str | None = None
+    """Text put before every query; None = the ``prefix`` convention's (e.g. ``"query: "`` for e5)."""
+    index_path: str | None = None
+    """FAISS file outside the index directory (an imported index); None = its own ``dense.faiss``."""
 
     def __post_init__(self):
         if self.prefix not in (*PREFIXES, "auto"):
@@ -92,11 +99,13 @@ class Encoder:
         from transformers import AutoModel, AutoTokenizer
 
         self.config = config
-        path = str(bundled_minilm_path()) if config.encoder == DEFAULT_ENCODER else config.encoder
+        path = encoder_path(config)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(config.device).eval()
         self.pooling = config.pooling if config.pooling != "auto" else _st_pooling(Path(path))
         self.query_prefix, self.passage_prefix = PREFIXES[config.resolved_prefix()]
+        if config.query_prefix is not None:
+            self.query_prefix = config.query_prefix
         self.dim = int(self.model.config.hidden_size)
         self._torch = torch
 
@@ -128,6 +137,43 @@ class Encoder:
     def encode_passages(self, docs: Sequence[Document], show_progress: bool = False) -> np.ndarray:
         texts = [self.passage_prefix + (f"{d.title}. {d.text}" if d.title else d.text) for d in docs]
         return self.encode(texts, show_progress=show_progress)
+
+
+def encoder_path(config: DenseConfig) -> str:
+    return str(bundled_minilm_path()) if config.encoder == DEFAULT_ENCODER else config.encoder
+
+
+def encoder_dim(config: DenseConfig) -> int:
+    """The encoder's vector size, from its config alone (no weights loaded)."""
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(encoder_path(config))
+    except OSError as e:
+        raise FileNotFoundError(f"encoder {config.encoder!r} not found ({' '.join(str(e).split())[:200]}); pass "
+                                "--encoder with a local model directory or a name in the Hugging Face cache.") from None
+    return int(model_config.hidden_size)
+
+
+def read_faiss_header(path: str | Path) -> dict:
+    """``{"ntotal", "dim", "kind"}`` of a FAISS index file, memory-mapped (a 61 GB index is not read).
+
+    Only inner-product Flat and HNSW indexes are served: scores must mean "higher is better".
+    """
+    import faiss
+
+    try:
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: not a readable FAISS index ({' '.join(str(e).split())[:200]}).") from None
+    kind = "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat" if isinstance(index, faiss.IndexFlat) else None
+    if kind is None:
+        raise ValueError(f"{path}: a {type(index).__name__} index; searchr1 serves Flat and HNSW indexes "
+                         "(rebuild it with `searchr1 index --retriever dense`).")
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise ValueError(f"{path}: the index ranks by L2 distance; searchr1 serves inner-product indexes "
+                         "(Search-R1's e5_Flat.index is one), so rebuild it with METRIC_INNER_PRODUCT.")
+    return {"ntotal": int(index.ntotal), "dim": int(index.d), "kind": kind}
 
 
 def _st_pooling(path: Path) -> str:
@@ -200,8 +246,8 @@ class DenseRetriever:
         if not (index_dir / "dense.json").is_file():
             raise FileNotFoundError(f"{index_dir}: not a dense index (no dense.json); "
                                     "build one with `searchr1 index --retriever dense`.")
-        config = DenseConfig(**json.loads((index_dir / "dense.json").read_text()))
-        index = faiss.read_index(str(index_dir / "dense.faiss"))
+        config = config_from_json(DenseConfig, index_dir / "dense.json")
+        index = faiss.read_index(config.index_path or str(index_dir / "dense.faiss"))
         if config.faiss == "hnsw":
             index.hnsw.efSearch = config.ef_search
         return cls(encoder or Encoder(config), index, docs if docs is not None else DocStore(index_dir), config)

@@ -1,24 +1,37 @@
 """Search-R1-compatible retrieval server (FastAPI + uvicorn).
 
-``POST /retrieve`` — exactly Search-R1's schema, so Search-R1/veRL clients work unchanged::
+``POST /retrieve`` — exactly Search-R1's schema and behaviour, so its clients work unchanged::
 
     request : {"queries": [str, ...], "topk": int | null, "return_scores": bool = false}
     response: {"result": [[{"document": {"id": ..., "contents": "\\"Title\\"\\ntext"}, "score": float}, ...], ...]}
               (with return_scores false the inner lists hold the bare document dicts)
 
-``GET /health`` — ``{"status": "ok", "index_loaded": true, "retriever": kind, "corpus_size": N, ...}``
-(open even when a token is set, so load balancers can probe it).
+As in Search-R1's server, an empty ``queries`` list answers ``{"result": []}`` and a
+``topk`` of 0 or null means the server's default. ``GET /health`` reports the index and
+the limits (open even when a token is set, so load balancers can probe it).
 
-Bad input never reaches the retriever: an empty or non-list ``queries``, non-string or
-over-long queries, too many queries, ``topk`` <= 0 or above ``max_topk``, malformed JSON
-and oversized bodies (Content-Length and the bytes actually read) are answered with a
-4xx ``{"detail": "..."}`` naming the problem and the limit. With a token set (``--token``
-or ``SEARCHR1_TOKEN``), ``/retrieve`` needs ``Authorization: Bearer <token>``.
-Concurrent requests are micro-batched (:mod:`searchr1.search.batcher`).
+Limits (each named by its ``searchr1 serve`` flag in the 4xx/503 it causes; the defaults
+accept Search-R1's largest batches, 2,560 queries):
+
+* per request: ``--max-queries``, ``--max-topk``, ``--max-hits`` (queries × topk),
+  ``--max-query-chars``, ``--max-body-bytes``; only ``Content-Type: application/json``
+  (415 otherwise, so a cross-origin "simple request" from a web page is refused);
+  malformed JSON, huge integers and deep nesting are a 400; a body not received within
+  ``--body-timeout`` seconds is a 408.
+* global: concurrent requests (``--max-concurrent``), body bytes held by requests in
+  flight (``--max-inflight-bytes``) and queued queries; beyond them 503 + ``Retry-After``.
+* fairness: requests are cut into chunks (``--chunk-queries``) and batched round-robin
+  (:mod:`searchr1.search.batcher`), so one huge request cannot starve small ones.
+
+With a token (``--token`` or ``SEARCHR1_TOKEN``), ``/retrieve`` needs ``Authorization:
+Bearer <token>``. The OpenAPI pages (``/docs``) are off unless ``--docs`` is given.
 """
 
+import asyncio
 import hmac
+import ipaddress
 import json
+import logging
 import os
 import threading
 import time
@@ -26,49 +39,72 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchr1.search.base import Hit, Retriever
+from searchr1.errors import UsageError
+from searchr1.search.base import TOKEN_ENV, Hit, Retriever
 from searchr1.search.batcher import MicroBatcher, ServerBusy
 from searchr1.search.index import load_retriever, read_index_meta
 
-TOKEN_ENV = "SEARCHR1_TOKEN"
+log = logging.getLogger(__name__)
+AUTO_CHUNK = {"bm25": 8, "dense": 256}
+"""Chunk size per retriever kind when ``chunk_queries`` is 0; other kinds get 64."""
 
 
 @dataclass
 class ServerConfig:
     default_topk: int = 3
-    """topk used when a request sends null or omits it (Search-R1's default is 3)."""
+    """topk used when a request sends 0, null or omits it (Search-R1's default is 3)."""
     max_topk: int = 100
-    """Largest topk a request may ask for."""
-    max_queries: int = 512
-    """Most queries in one request."""
+    """Largest topk a request may ask for (``--max-topk``)."""
+    max_queries: int = 4096
+    """Most queries in one request (``--max-queries``); Search-R1's GRPO scripts send up to 2,560."""
+    max_hits: int = 32768
+    """Most passages in one response, queries × topk (``--max-hits``); bounds a response's size."""
     max_query_chars: int = 4096
-    """Longest single query, in characters."""
+    """Longest single query, in characters (``--max-query-chars``)."""
     max_body_bytes: int = 4 * 1024 * 1024
-    """Largest request body, in bytes."""
+    """Largest request body, in bytes (``--max-body-bytes``)."""
     token: str | None = None
     """Bearer token required on /retrieve; None = no auth (bind loopback only then)."""
     batch_wait_ms: float = 1.0
     """How long the batcher waits for more requests after the first one (0 = only drain)."""
     max_batch_queries: int = 1024
     """Most queries per retriever call."""
+    chunk_queries: int = 0
+    """Smallest chunk of a request per batch (``--chunk-queries``; a batch aims at 8× this, see
+    :mod:`searchr1.search.batcher`); 0 = by retriever kind (:data:`AUTO_CHUNK`): small chunks keep
+    small requests fast, large ones keep a fixed per-call cost (a FAISS Flat scan, a GPU encoder
+    pass) from being paid per chunk."""
     max_pending_queries: int = 65536
-    """Queries allowed to wait; beyond this requests get 503."""
+    """Queries allowed to wait for the retriever; beyond this requests get 503."""
+    max_concurrent: int = 64
+    """Most /retrieve requests in flight at once (``--max-concurrent``); beyond it 503."""
+    max_inflight_bytes: int = 64 * 1024 * 1024
+    """Most request-body bytes held by requests in flight (``--max-inflight-bytes``); beyond it 503."""
+    body_timeout_s: float = 30.0
+    """Seconds a client may take to send its body (``--body-timeout``); then 408."""
+    docs: bool = False
+    """Serve the OpenAPI pages (/docs, /redoc, /openapi.json)."""
 
     def __post_init__(self):
         if not 1 <= self.default_topk <= self.max_topk:
             raise ValueError(f"need 1 <= default_topk ({self.default_topk}) <= max_topk ({self.max_topk}).")
         if self.max_queries < 1 or self.max_query_chars < 1 or self.max_body_bytes < 64:
             raise ValueError("max_queries and max_query_chars must be >= 1 and max_body_bytes >= 64.")
-        if self.batch_wait_ms < 0 or self.max_batch_queries < 1:
-            raise ValueError("batch_wait_ms must be >= 0 and max_batch_queries >= 1.")
+        if self.max_hits < self.max_topk:
+            raise ValueError(f"max_hits ({self.max_hits}) must be >= max_topk ({self.max_topk}).")
+        if self.batch_wait_ms < 0 or self.max_batch_queries < 1 or self.chunk_queries < 0:
+            raise ValueError("batch_wait_ms must be >= 0, max_batch_queries >= 1 and chunk_queries >= 0 (0 = auto).")
+        if self.max_concurrent < 1 or self.max_inflight_bytes < self.max_body_bytes or self.body_timeout_s <= 0:
+            raise ValueError("max_concurrent must be >= 1, max_inflight_bytes >= max_body_bytes "
+                             f"({self.max_body_bytes}) and body_timeout_s > 0.")
         if self.token is not None and not self.token:
             raise ValueError("token is empty; pass a non-empty token or None for no auth.")
 
 
 class RequestError(ValueError):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers
 
 
 def parse_request(payload: object, config: ServerConfig) -> tuple[list[str], int, bool]:
@@ -78,24 +114,26 @@ def parse_request(payload: object, config: ServerConfig) -> tuple[list[str], int
     queries = payload.get("queries")
     if not isinstance(queries, list):
         raise RequestError(422, "'queries' must be a list of strings.")
-    if not queries:
-        raise RequestError(422, "'queries' is empty; send at least one query.")
     if len(queries) > config.max_queries:
-        raise RequestError(422, f"too many queries: {len(queries)} > max_queries={config.max_queries}; "
-                                "split the batch into several requests.")
+        raise RequestError(422, f"too many queries: {len(queries)} > max_queries={config.max_queries} (the server's "
+                                "--max-queries); restart `searchr1 serve` with a larger --max-queries.")
     for i, q in enumerate(queries):
         if not isinstance(q, str):
             raise RequestError(422, f"queries[{i}] is {type(q).__name__}, not a string.")
         if len(q) > config.max_query_chars:
             raise RequestError(422, f"queries[{i}] has {len(q)} characters > max_query_chars="
-                                    f"{config.max_query_chars}; shorten the query.")
+                                    f"{config.max_query_chars} (the server's --max-query-chars); shorten the query.")
     topk = payload.get("topk")
-    if topk is None:
-        topk = config.default_topk
-    elif isinstance(topk, bool) or not isinstance(topk, int):
+    if isinstance(topk, bool) or not (topk is None or isinstance(topk, int)):
         raise RequestError(422, f"'topk' must be an integer or null, got {type(topk).__name__}.")
+    if not topk:  # Search-R1's server: a falsy topk (0, null, missing) means its default
+        topk = config.default_topk
     elif not 1 <= topk <= config.max_topk:
-        raise RequestError(422, f"'topk'={topk} is out of range; use 1..{config.max_topk} (max_topk).")
+        raise RequestError(422, f"'topk'={topk} is out of range; use 1..{config.max_topk} (max_topk, the "
+                                "server's --max-topk), or 0/null for its default.")
+    if len(queries) * topk > config.max_hits:
+        raise RequestError(422, f"{len(queries)} queries × topk {topk} = {len(queries) * topk} passages > "
+                                f"max_hits={config.max_hits} (the server's --max-hits); lower topk or raise --max-hits.")
     return_scores = payload.get("return_scores", False)
     if not isinstance(return_scores, bool):
         raise RequestError(422, f"'return_scores' must be true or false, got {type(return_scores).__name__}.")
@@ -109,15 +147,94 @@ def format_results(results: list[list[Hit]], return_scores: bool) -> dict:
     return {"result": [[h.doc.to_json() for h in hits] for hits in results]}
 
 
+def encode_rows(results: list[list[Hit]], return_scores: bool) -> bytes:
+    """The rows of a response as JSON list items, without the brackets (joined by ``, ``)."""
+    return json.dumps(format_results(results, return_scores)["result"], ensure_ascii=False)[1:-1].encode()
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+class _Gate:
+    """Counts requests and body bytes in flight (the event loop is single-threaded: no lock)."""
+
+    def __init__(self, config: ServerConfig):
+        self.config, self.requests, self.bytes = config, 0, 0
+
+    def reserve(self, n: int) -> None:
+        if self.bytes + n > self.config.max_inflight_bytes:
+            raise RequestError(503, f"the server holds {self.bytes} body bytes in flight (limit "
+                                    f"{self.config.max_inflight_bytes}, --max-inflight-bytes); retry later.",
+                               {"Retry-After": "1"})
+        self.bytes += n
+
+
+async def _read_body(request, config: ServerConfig, gate: _Gate) -> tuple[bytes, int]:
+    """The body (size-checked, timed out, counted in ``gate``) and the bytes reserved for it."""
+    declared = request.headers.get("content-length")
+    reserved = 0
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, f"invalid Content-Length header {declared!r}.")
+        if int(declared) > config.max_body_bytes:
+            raise RequestError(413, f"body of {declared} bytes exceeds max_body_bytes={config.max_body_bytes} "
+                                    "(the server's --max-body-bytes).")
+        gate.reserve(int(declared))
+        reserved = int(declared)
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(config.body_timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > config.max_body_bytes:
+                    raise RequestError(413, f"body exceeds max_body_bytes={config.max_body_bytes} "
+                                            "(the server's --max-body-bytes).")
+                if size > reserved:
+                    gate.reserve(size - reserved)
+                    reserved = size
+                chunks.append(chunk)
+    except TimeoutError:
+        gate.bytes -= reserved
+        raise RequestError(408, f"the request body was not received within {config.body_timeout_s:g} s "
+                                "(the server's --body-timeout).") from None
+    except BaseException:
+        gate.bytes -= reserved
+        raise
+    return b"".join(chunks), reserved
+
+
+def _decode(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise RequestError(400, "malformed JSON body: nested too deeply; send "
+                                '{"queries": ["..."], "topk": 3, "return_scores": true}.') from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, or an integer beyond 4300 digits
+        raise RequestError(400, f"malformed JSON body ({e}); send "
+                                '{"queries": ["..."], "topk": 3, "return_scores": true}.') from None
+
+
+async def _stream_result(parts: list[bytes]):
+    yield b'{"result": ['
+    for i, part in enumerate(parts):
+        if i:
+            yield b", "
+        yield part
+    yield b"]}"
+
+
 def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind: str | None = None):
     """The FastAPI app serving ``retriever``."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
 
     config = config or ServerConfig()
-    batcher = MicroBatcher(retriever, config.batch_wait_ms / 1000, config.max_batch_queries,
-                           config.max_pending_queries)
     kind = kind or getattr(retriever, "kind", type(retriever).__name__)
+    chunk = config.chunk_queries or AUTO_CHUNK.get(kind, 64)
+    batcher = MicroBatcher(retriever, config.batch_wait_ms / 1000, config.max_batch_queries,
+                           config.max_pending_queries, chunk)
+    gate = _Gate(config)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -125,61 +242,92 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
         yield
         await batcher.stop()
 
-    app = FastAPI(title="searchr1 retrieval server", lifespan=lifespan)
-    app.state.batcher = batcher
-    app.state.config = config
+    pages = {} if config.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="searchr1 retrieval server", lifespan=lifespan, **pages)
+    app.state.batcher, app.state.config, app.state.gate = batcher, config, gate
 
-    def error(status: int, message: str, **headers) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise RequestError(400, f"invalid Content-Length header {declared!r}.")
-            if int(declared) > config.max_body_bytes:
-                raise RequestError(413, f"body of {declared} bytes exceeds max_body_bytes={config.max_body_bytes}.")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > config.max_body_bytes:
-                raise RequestError(413, f"body exceeds max_body_bytes={config.max_body_bytes}.")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def check_auth(request: Request) -> None:
+        if config.token is None:
+            return
+        auth = request.headers.get("authorization", "")
+        given = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(given.encode(), config.token.encode()):
+            raise RequestError(401, "missing or wrong bearer token; send 'Authorization: Bearer <token>'.",
+                               {"WWW-Authenticate": "Bearer"})
+
+    async def answer(request: Request) -> list[bytes]:
+        """The encoded rows of the response, one part per chunk (raises RequestError)."""
+        check_auth(request)
+        if not _is_json(request.headers.get("content-type", "")):
+            raise RequestError(415, "Content-Type must be application/json; send the body as JSON "
+                                    "(e.g. requests.post(url, json=payload)).")
+        body, reserved = await _read_body(request, config, gate)
+        try:
+            queries, topk, return_scores = parse_request(_decode(body), config)
+            del body
+            if not queries:  # Search-R1's server answers an empty batch with an empty result
+                return []
+            parts = await batcher.submit_encoded(queries, topk, lambda rows: encode_rows(rows, return_scores))
+        finally:
+            gate.bytes -= reserved
+        return parts
 
     @app.post("/retrieve")
     async def retrieve(request: Request):
-        if config.token is not None:
-            auth = request.headers.get("authorization", "")
-            given = auth[7:] if auth.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(given.encode(), config.token.encode()):
-                return error(401, "missing or wrong bearer token; send 'Authorization: Bearer <token>'.",
-                             **{"WWW-Authenticate": "Bearer"})
+        if gate.requests >= config.max_concurrent:
+            return error(503, f"{gate.requests} requests are in flight (limit {config.max_concurrent}, "
+                              "--max-concurrent); retry later.", {"Retry-After": "1"})
+        gate.requests += 1
         try:
-            body = await read_body(request)
-            try:
-                payload = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise RequestError(400, f"malformed JSON body ({e}); send "
-                                        '{"queries": ["..."], "topk": 3, "return_scores": true}.') from e
-            queries, topk, return_scores = parse_request(payload, config)
-            results = await batcher.submit(queries, topk)
+            parts = await answer(request)
+            if len(parts) <= 1:
+                return Response(b'{"result": [' + b"".join(parts) + b"]}", media_type="application/json")
+            # a big response goes out part by part: no multi-megabyte copy blocks the event loop,
+            # and the transport's flow control paces it to the client
+            return StreamingResponse(_stream_result(parts), media_type="application/json")
         except RequestError as e:
-            return error(e.status, str(e))
+            return error(e.status, str(e), e.headers)
         except ServerBusy as e:
-            return error(503, str(e), **{"Retry-After": "1"})
+            return error(503, str(e), {"Retry-After": "1"})
         except Exception as e:  # a retriever failure is a 500 for this request only
             return error(500, f"search failed: {type(e).__name__}: {e}")
-        return Response(json.dumps(format_results(results, return_scores)), media_type="application/json")
+        finally:
+            gate.requests -= 1
 
     @app.get("/health")
     async def health():
         size = len(retriever) if hasattr(retriever, "__len__") else None  # e.g. a proxying client
         return {"status": "ok", "index_loaded": True, "retriever": kind, "corpus_size": size,
-                "max_topk": config.max_topk, "max_queries": config.max_queries,
-                "batches": batcher.batches, "queries_served": batcher.queries}
+                "max_topk": config.max_topk, "max_queries": config.max_queries, "max_hits": config.max_hits,
+                "chunk_queries": batcher.chunk_queries,
+                "batches": batcher.batches, "queries_served": batcher.queries,
+                "requests_in_flight": gate.requests}
 
     return app
+
+
+def resolve_token(token: str | None) -> str | None:
+    """``--token`` if given, else ``$SEARCHR1_TOKEN``; an empty one is an error, never 'no auth'."""
+    if token is not None:
+        if not token.strip():
+            raise UsageError("--token is empty; pass a non-empty token, or leave --token out for no auth.")
+        return token
+    env = os.environ.get(TOKEN_ENV)
+    if env is not None and not env.strip():
+        raise UsageError(f"{TOKEN_ENV} is set but empty; set it to a token, or unset it for no auth.")
+    return env
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
@@ -187,10 +335,13 @@ def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, toke
     """Load the index in ``index_dir`` and serve it until interrupted."""
     import uvicorn
 
-    token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    token = resolve_token(token)
     config = config or ServerConfig()
     if token is not None:
         config = ServerConfig(**{**config.__dict__, "token": token})
+    if config.token is None and not is_loopback(host):
+        log.warning("serving on %s without a token: anyone who can reach this address can query the "
+                    "index; set --token or %s.", host, TOKEN_ENV)
     kind = read_index_meta(index_dir)["kind"]
     app = create_app(load_retriever(index_dir), config, kind=kind)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
