@@ -28,6 +28,8 @@ CASES = [
     (["eval", "--data", "{qa}", "--out", "{tmp}/e", "--methods", "direct", "--model", "nosuch-org/nosuch-model"], 1,
      "is not a local directory nor in the Hugging Face cache"),
     (["nosuch"], 2, "invalid choice: 'nosuch'"),
+    (["corpus", "stats", "{bad_utf8}"], 1, "bad.jsonl:2: not UTF-8 text (invalid start byte: byte 0xff at column"),
+    (["data", "show", "{bad_utf8}"], 1, "bad.jsonl: row 2: not UTF-8 text"),
 ]
 
 
@@ -35,9 +37,13 @@ CASES = [
 def test_bad_input_gives_one_error_line(argv, code, message, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  path: [x\n")
+    bad_utf8 = tmp_path / "bad.jsonl"
+    bad_utf8.write_bytes(b'{"id": "1", "contents": "ok", "question": "q", "golden_answers": ["a"]}\n'
+                         b'{"id": "2", "contents": "bad \xff", "question": "q", "golden_answers": ["a"]}\n')
     qa = tmp_path / "qa.jsonl"
     qa.write_text('{"id": "1", "question": "who?", "golden_answers": ["x"]}\n')
-    fill = {"bad_yaml": str(bad), "missing": str(tmp_path / "missing.jsonl"), "tmp": str(tmp_path), "qa": str(qa)}
+    fill = {"bad_yaml": str(bad), "missing": str(tmp_path / "missing.jsonl"), "tmp": str(tmp_path), "qa": str(qa),
+            "bad_utf8": str(bad_utf8)}
     argv = [a.format(**fill) for a in argv]
     try:
         got = main(argv)

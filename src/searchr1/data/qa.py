@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from searchr1.errors import SearchR1Error
+from searchr1.search.corpus import decode_line
 
 
 @dataclass
@@ -110,8 +111,9 @@ def example_from_flashrag(row: Any, source: str, index: int, default_id: str) ->
 def iter_flashrag_jsonl(path: str | Path) -> Iterator[QAExample]:
     """Examples of a FlashRAG JSONL file, in order (blank lines skipped)."""
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            line = decode_line(raw, f"{path}: row {line_no}", DataError)
             if not line.strip():
                 continue
             try:
@@ -125,6 +127,8 @@ def iter_flashrag_jsonl(path: str | Path) -> Iterator[QAExample]:
 def _iter_json_array(path: Path) -> Iterator[QAExample]:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-encode the file as UTF-8.") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); write one object per line "
                         "(FlashRAG JSONL) or one JSON array of objects.") from None
@@ -141,8 +145,8 @@ def read_flashrag_jsonl(path: str | Path, limit: int | None = None) -> list[QAEx
     objects (rows are then numbered by position in the array).
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        head = f.read(4096).lstrip()
+    with path.open("rb") as f:
+        head = f.read(4096).decode("utf-8", errors="replace").lstrip()   # only to tell JSON arrays from JSONL
     rows = _iter_json_array(path) if path.suffix == ".json" and head.startswith("[") else iter_flashrag_jsonl(path)
     out = []
     for ex in rows:

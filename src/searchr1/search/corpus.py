@@ -71,20 +71,30 @@ def row_to_document(row: object, where: str) -> Document:
                       'use {"id", "contents": "\\"Title\\"\\ntext"} or {"id", "title", "text"}.')
 
 
-def _open_text(path: Path):
+def _open_bytes(path: Path):
     if path.name.endswith(".gz"):
         import gzip
 
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def decode_line(raw: bytes, where: str, error: type[Exception]) -> str:
+    """One line of a UTF-8 file; a bad byte raises ``error`` naming ``where`` (file:line) and the column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{where}: not UTF-8 text ({e.reason}: byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                    "re-encode the file as UTF-8.") from None
 
 
 def _iter_jsonl(path: Path) -> Iterator[Document]:
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
+    with _open_bytes(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            line = decode_line(raw, where, CorpusError)
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
