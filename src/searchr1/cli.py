@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("searchr1.eval.cli", "evaluate methods (direct, cot, rag, ircot, search-o1, search-r1, r1) on QA sets"),
     "ask": ("searchr1.eval.cli", "answer one question with search, printing the trajectory live"),
     "wiki-qa": ("searchr1.eval.cli", "build a small real-Wikipedia QA set from the wiki summaries corpus"),
+    "serve-agent": ("searchr1.agent.cli", "serve the trained agent: OpenAI-compatible /v1/chat/completions"),
     "pretrain": ("searchr1.demo.cli", "build the demo's tiny copy-capable base model (cached)"),
     "demo": ("searchr1.demo.cli", "teach a tiny model to search SearchWorld with RL on CPU and compare baselines"),
 }
