@@ -36,7 +36,7 @@ def test_artifacts_are_written_and_loadable(fast_demo):
             "heldout/em"} <= set(history["search-r1"][-1])
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == len(METHODS) * summary["test_questions"] and {p["method"] for p in preds} == METHODS
-    for name in ("corpus.jsonl", "train.jsonl", "dev.jsonl", "test.jsonl", "stats.md"):
+    for name in ("corpus.jsonl", "train.jsonl", "dev.jsonl", "test.jsonl", "stats.md", "index/index.json"):
         assert (out / "world" / name).stat().st_size > 0
     register_copy_lm()
     model = AutoModelForCausalLM.from_pretrained(out / "checkpoint")

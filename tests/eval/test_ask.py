@@ -55,3 +55,19 @@ def test_ask_runs_the_engine_on_a_local_model(world, retriever, tiny_lm):
     assert [k for _, k in events].count("turn") == result["turns"] >= 1 and {r for r, _ in events} == {0}
     assert result["segments"][0][0] == "model" and 0 < result["response_tokens"] <= 10
     assert result["searches"] == len(result["retrieved"]) == len(result["queries"])
+
+
+def test_ask_uses_the_demos_index_when_none_is_given(world, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import json as _json
+    import shutil
+
+    from searchr1.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["ask", "Where?", "--model", str(tiny_model_dir), "--json"]) == 2
+    assert "--index DIR or --server URL" in capsys.readouterr().err
+    shutil.copytree(world["index"], tmp_path / "runs" / "demo" / "world" / "index")
+    assert main(["ask", "Where was anyone born?", "--model", str(tiny_model_dir), "--json", "--max-turns", "1",
+                 "--max-new-tokens", "4"]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert out["question"] == "Where was anyone born?" and "turns" in out

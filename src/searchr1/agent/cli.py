@@ -7,7 +7,7 @@ import logging
 
 from searchr1.agent.service import AgentConfig, AgentRunner, create_agent_app
 from searchr1.errors import UsageError
-from searchr1.eval.setup import default_model, make_retriever
+from searchr1.eval.setup import DEMO_INDEX, default_index, default_model, make_retriever
 from searchr1.models.hf import load_causal_lm
 from searchr1.rollout.backends.hf import HFBackend
 from searchr1.rollout.config import RolloutConfig
@@ -42,9 +42,11 @@ def run(args) -> int:
 
     if not 1 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is out of range; use a TCP port in 1-65535.")
-    if not (args.index or args.server):
-        raise UsageError("serve-agent needs a retriever: --index DIR or --server URL")
-    retriever, _ = make_retriever(args.index, args.server, args.retriever_token)
+    index = default_index(args.index, args.server)
+    if not (index or args.server):
+        raise UsageError(f"serve-agent needs a retriever: --index DIR or --server URL (after `make demo`, "
+                         f"{DEMO_INDEX} is used by default)")
+    retriever, _ = make_retriever(index, args.server, args.retriever_token)
     name = args.model or default_model()
     model, tok = load_causal_lm(name, dtype=args.dtype, device=args.device)
     config = AgentConfig(model_name=name, template=args.template, max_batch=args.max_batch, token=args.token,

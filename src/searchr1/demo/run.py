@@ -21,6 +21,7 @@ from searchr1.demo.probe import probe_policy
 from searchr1.demo.report import aggregate, compare_methods, console_table, plot_curves, summarize, write_report
 from searchr1.demo.train import rollout_config, run_rl
 from searchr1.search.bm25 import BM25Config, BM25Retriever
+from searchr1.search.index import save_index
 
 
 class _Bar:
@@ -54,6 +55,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> dict:
     world = generate_world(cfg.world)
     retriever = BM25Retriever.build(world.documents, BM25Config(backend="numpy"))
     write_world(world, out / "world", retriever)
+    save_index(retriever, out / "world" / "index")   # `searchr1 ask` / `serve-agent` use it by default
     timings["world+index"] = time.perf_counter() - t
     log(f"world: {len(world.documents)} passages, {len(world.questions)} questions (seed {cfg.seed})")
 

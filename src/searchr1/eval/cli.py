@@ -11,7 +11,8 @@ from searchr1.data.load import load_qa
 from searchr1.eval.ask import LivePrinter, ask, print_json
 from searchr1.eval.manifest import compare_manifests, coverage, dataset_protocol, load_manifest
 from searchr1.eval.runner import EvalConfig, evaluate
-from searchr1.eval.setup import make_generator, make_retriever
+from searchr1.errors import UsageError
+from searchr1.eval.setup import DEMO_INDEX, default_index, make_generator, make_retriever
 from searchr1.eval.types import EvalContext
 from searchr1.eval.wiki_qa import write_wiki_qa
 from searchr1.models.generate import Decoding
@@ -158,10 +159,13 @@ def run_compare(a: str, b: str) -> int:
 
 def run_ask(args) -> int:
     console = Console(stderr=args.json)
-    retriever, _ = make_retriever(args.index, args.server, args.token, args.search_failures)
+    index = default_index(args.index, args.server)
+    retriever, _ = make_retriever(index, args.server, args.token, args.search_failures)
     if retriever is None:
-        console.print("[red]searchr1 ask needs a retriever: --index DIR or --server URL.[/]")
-        return 2
+        raise UsageError("searchr1 ask needs a retriever: --index DIR or --server URL (after `make demo`, "
+                         f"{DEMO_INDEX} is used by default)")
+    if index and not args.index:
+        console.print(f"[dim]index: {index} (the demo's)[/dim]")
     bundle = make_generator(args.model, args.openai_base, args.openai_model, device=args.device,
                             dtype=args.dtype, revision=args.revision, batch_size=1)
     if not args.json:

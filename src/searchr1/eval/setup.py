@@ -56,6 +56,18 @@ def make_retriever(index: str | None = None, server: str | None = None, token: s
     return GuardedRetriever(retriever, failure_policy, max_consecutive_failures), info
 
 
+DEMO_INDEX = Path("runs/demo/world/index")
+"""The index `make demo` leaves behind: `searchr1 ask` and `serve-agent` use it when neither --index nor
+--server is given."""
+
+
+def default_index(index: str | None, server: str | None) -> str | None:
+    """``index``, or the demo's index when no retriever was named and the demo has run here."""
+    if index or server or not (DEMO_INDEX / "index.json").is_file():
+        return index
+    return str(DEMO_INDEX)
+
+
 def checkpoint_candidates(runs: str | Path = "runs") -> list[Path]:
     """Model directories under ``runs/`` (config.json + tokenizer), newest first. A
     ``checkpoints/step_*`` directory counts only once its ``COMPLETE`` marker exists."""
