@@ -2,7 +2,7 @@
 
 Modules (import what you need; heavy dependencies load lazily):
 
-* ``base``        Document, Hit, SearchError, the Retriever protocol
+* ``base``        Document, Hit, SearchError, SearchAuthError, the Retriever protocol
 * ``corpus``      iter_corpus / load_corpus / write_corpus_jsonl / write_corpus_parquet, CorpusError
 * ``corpus_build``build_wiki_corpus, iter_wiki_passages, synthetic_corpus
 * ``bm25``        BM25Config, BM25Retriever (bm25s + PyStemmer, numba kernel)
@@ -10,7 +10,9 @@ Modules (import what you need; heavy dependencies load lazily):
 * ``index``       IndexConfig, build_index, load_retriever, read_index_meta
 * ``server``      ServerConfig, create_app, serve, BackgroundServer
 * ``client``      HTTPSearchClient, InProcessClient, CachedRetriever
+* ``guard``       GuardedRetriever (failure policy), RetrievalOutage, startup_check
+* ``documents``   build_corpus: a folder of txt/md/html/pdf files as a corpus
 """
-from searchr1.search.base import Document, Hit, Retriever, SearchError
+from searchr1.search.base import Document, Hit, Retriever, SearchAuthError, SearchError
 
-__all__ = ["Document", "Hit", "Retriever", "SearchError"]
+__all__ = ["Document", "Hit", "Retriever", "SearchAuthError", "SearchError"]
