@@ -29,6 +29,27 @@ def tiny_bm25(tiny_docs):
     return BM25Retriever.build(tiny_docs)
 
 
+@pytest.fixture
+def fails_once(tiny_bm25):
+    """A retriever whose first search raises RuntimeError("disk on fire"), then answers as ``tiny_bm25``."""
+    class FailsOnce:
+        kind = "flaky"
+
+        def __init__(self):
+            self.calls = 0
+
+        def search(self, queries, topk):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("disk on fire")
+            return tiny_bm25.search(queries, topk)
+
+        def __len__(self):
+            return len(tiny_bm25)
+
+    return FailsOnce()
+
+
 @pytest.fixture(scope="session")
 def minilm():
     from searchr1.search.dense import DenseConfig, Encoder

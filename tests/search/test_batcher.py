@@ -61,20 +61,11 @@ def test_many_requests_share_batches_round_robin(tiny_bm25):
     assert len(rec.calls) < 30 / 3 + 3  # batched together, not one call per chunk
 
 
-def test_failures_reach_only_the_batch_and_busy_is_reported(tiny_bm25):
-    class FailsOnce:
-        calls = 0
-
-        def search(self, queries, topk):
-            FailsOnce.calls += 1
-            if FailsOnce.calls == 1:
-                raise RuntimeError("boom")
-            return tiny_bm25.search(queries, topk)
-
+def test_failures_reach_only_the_batch_and_busy_is_reported(tiny_bm25, fails_once):
     async def main():
-        b = MicroBatcher(FailsOnce(), max_wait_s=0, chunk_queries=2, max_pending_queries=10)
+        b = MicroBatcher(fails_once, max_wait_s=0, chunk_queries=2, max_pending_queries=10)
         b.start()
-        with pytest.raises(RuntimeError, match="boom"):
+        with pytest.raises(RuntimeError, match="disk on fire"):
             await b.submit(["a", "b", "c", "d"], 1)  # its first chunk fails: the whole request fails
         assert b.pending == 0
         ok = await b.submit(["capital"], 1)

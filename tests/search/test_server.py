@@ -99,21 +99,8 @@ def test_bearer_token(tiny_bm25):
         assert httpx.get(srv.url + "/health").status_code == 200
 
 
-def test_retriever_failure_is_a_500_and_the_server_survives(tiny_bm25):
-    class Flaky:
-        kind = "flaky"
-        calls = 0
-
-        def search(self, queries, topk):
-            Flaky.calls += 1
-            if Flaky.calls == 1:
-                raise RuntimeError("disk on fire")
-            return tiny_bm25.search(queries, topk)
-
-        def __len__(self):
-            return len(tiny_bm25)
-
-    with BackgroundServer(create_app(Flaky())) as srv:
+def test_retriever_failure_is_a_500_and_the_server_survives(fails_once):
+    with BackgroundServer(create_app(fails_once)) as srv:
         bad = httpx.post(srv.url + "/retrieve", json={"queries": ["capital"]})
         assert bad.status_code == 500 and "disk on fire" in bad.json()["detail"]
         assert httpx.post(srv.url + "/retrieve", json={"queries": ["capital"]}).status_code == 200
