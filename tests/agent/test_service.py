@@ -97,3 +97,21 @@ def test_auth_and_bad_requests(service):
     assert r.status_code == 415
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
     assert [m.id for m in client(url).models.list()] == ["demo-base"]
+
+
+def test_ask_talks_to_a_running_agent(service, capsys):
+    import json as _json
+
+    from searchr1.cli import main
+
+    url, _, world = service
+    q = world.splits["test"][2].question
+    assert main(["ask", q, "--server-agent", url, "--agent-token", TOKEN, "--json"]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert out["question"] == q and out["turns"] >= 1 and out["searches"] == len(out["queries"]) >= 1
+    assert out["retrieved"][0] and {"id", "title"} <= set(out["citations"][0])
+    assert main(["ask", q, "--server-agent", url, "--agent-token", TOKEN]) == 0
+    live = capsys.readouterr().out
+    assert "search" in live and out["queries"][0] in live
+    assert main(["ask", q, "--server-agent", url, "--agent-token", "wrong"]) == 1
+    assert "HTTP 401" in capsys.readouterr().err

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 
 from searchr1.data.prompts import make_prompt
+from searchr1.errors import SearchR1Error
 from searchr1.eval.methods.rollout_bridge import EngineParts, run_engine
 from searchr1.eval.types import EvalContext
 from searchr1.protocol import complete_blocks
+from searchr1.search.base import Document, Hit
 
 
 class LivePrinter:
@@ -67,3 +69,49 @@ def ask(question: str, ctx: EvalContext, live=None, template: str = "search-r1")
 
 def print_json(result: dict) -> None:
     print(json.dumps(result, ensure_ascii=False))
+
+
+class AgentError(SearchR1Error):
+    """A running agent service (`searchr1 serve-agent`) could not answer."""
+
+
+def ask_agent(url: str, question: str, token: str | None = None, live=None, timeout: float = 600.0) -> dict:
+    """One question to a running ``searchr1 serve-agent`` at ``url`` (streamed): ``live`` gets the same events
+    as :func:`ask`'s, and the result has its keys (``queries``, ``retrieved``, ...) plus ``citations``."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = {"model": "searchr1", "messages": [{"role": "user", "content": question}], "stream": True}
+    endpoint = url.rstrip("/").removesuffix("/v1") + "/v1/chat/completions"
+    final = None
+    try:
+        with httpx.stream("POST", endpoint, json=body, headers=headers, timeout=timeout) as r:
+            if r.status_code != 200:
+                r.read()
+                raise AgentError(f"{endpoint} answered HTTP {r.status_code}: {r.text[:300]}")
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[len("data: "):])
+                if "error" in chunk:
+                    raise AgentError(f"{endpoint}: {chunk['error'].get('message')}")
+                event = chunk.get("searchr1_event")
+                if event and live is not None:
+                    if event["type"] == "turn":
+                        live(0, "turn", {"text": event["text"]})
+                    elif event["type"] == "search":
+                        hits = [Hit(Document(p["id"], p["title"], p["text"]), p["score"]) for p in event["passages"]]
+                        live(0, "search", {"query": event["query"], "error": event["error"], "hits": hits})
+                final = chunk.get("searchr1", final)
+    except httpx.HTTPError as e:
+        raise AgentError(f"could not reach the agent at {endpoint} ({type(e).__name__}: {e}); start it with "
+                         "`searchr1 serve-agent` or check the URL") from e
+    if final is None:
+        raise AgentError(f"{endpoint} ended its stream without the final chunk")
+    if live is not None and final["answer"] is not None:
+        live(0, "answer", {"answer": final["answer"]})
+    searches = final["searches"]
+    return {"question": question, "answer": final["answer"], "finish_reason": final["finish_reason"],
+            "turns": final["turns"], "searches": len(searches), "queries": [s["query"] for s in searches],
+            "retrieved": [[{"id": p["id"], "title": p["title"], "score": p["score"]} for p in s["passages"]]
+                          for s in searches], "citations": final["citations"]}

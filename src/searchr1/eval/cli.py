@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from searchr1.data.load import load_qa
-from searchr1.eval.ask import LivePrinter, ask, print_json
+from searchr1.eval.ask import LivePrinter, ask, ask_agent, print_json
 from searchr1.eval.manifest import compare_manifests, coverage, dataset_protocol, load_manifest
 from searchr1.eval.runner import EvalConfig, evaluate
 from searchr1.errors import UsageError
@@ -61,6 +61,9 @@ def register(subparsers) -> None:
     a.add_argument("--template", default="search-r1", help="prompt template (search-r1, or a raw "
                    "template with {question})")
     a.add_argument("--json", action="store_true", help="print one JSON object instead of the live view")
+    a.add_argument("--server-agent", default=None, metavar="URL",
+                   help="ask a running `searchr1 serve-agent` (e.g. http://127.0.0.1:8100) instead of loading a model")
+    a.add_argument("--agent-token", default=None, help="bearer token of that agent service")
     a.set_defaults(func=run_ask)
 
     w = subparsers.add_parser("wiki-qa", help="build a small real-Wikipedia QA set (definition -> title) "
@@ -159,6 +162,14 @@ def run_compare(a: str, b: str) -> int:
 
 def run_ask(args) -> int:
     console = Console(stderr=args.json)
+    if args.server_agent:
+        result = ask_agent(args.server_agent, args.question, args.agent_token,
+                           live=None if args.json else LivePrinter(console))
+        if args.json:
+            print_json(result)
+        elif result["answer"] is None:
+            console.print(f"[yellow]no answer[/] ({result['finish_reason']})")
+        return 0
     index = default_index(args.index, args.server)
     retriever, _ = make_retriever(index, args.server, args.token, args.search_failures)
     if retriever is None:
