@@ -16,7 +16,6 @@ from searchr1.eval.manifest import index_protocol
 from searchr1.search.client import HTTPSearchClient
 from searchr1.search.guard import GuardedRetriever, startup_check
 from searchr1.search.index import load_retriever
-from searchr1.search.base import TOKEN_ENV
 from searchr1.models.smollm2 import SMOLLM2_NAMES
 
 
@@ -44,7 +43,7 @@ def make_retriever(index: str | None = None, server: str | None = None, token: s
             raise FileNotFoundError(f"index directory {index!r} does not exist; build it with `searchr1 index`.")
         retriever, info = load_retriever(index), index_protocol(index)
     elif server:
-        retriever = HTTPSearchClient(server, token=token or os.environ.get(TOKEN_ENV) or None)
+        retriever = HTTPSearchClient(server, token=token or None)   # None: the client reads $SEARCHR1_TOKEN
         startup_check(retriever)   # fail early, with the URL, when the server is down or refuses the token
         health = retriever.health()
         # /health names the retriever and corpus size; a corpus checksum is recorded when the

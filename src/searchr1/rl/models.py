@@ -3,7 +3,6 @@ weight reloading for resume, and the final export (merged for LoRA) that plain
 transformers / vLLM load."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -13,7 +12,6 @@ from searchr1.rl.checkpoint import CheckpointError
 from searchr1.rl.config import DataConfig, ModelConfig
 from searchr1.search.client import HTTPSearchClient
 from searchr1.search.index import load_retriever
-from searchr1.search.base import TOKEN_ENV
 
 
 def load_policy(cfg: ModelConfig, device: torch.device):
@@ -104,8 +102,8 @@ def save_final(model, tokenizer, directory: str | Path, lora: bool = False) -> P
 def build_retriever(cfg: DataConfig):
     """The retriever the rollout calls: the HTTP client of a running server, or an index in-process."""
     if cfg.retriever_url:
-        token = cfg.retriever_token or os.environ.get(TOKEN_ENV) or None
-        return HTTPSearchClient(cfg.retriever_url, token=token)
+        # "" = unset: the client then reads $SEARCHR1_TOKEN itself
+        return HTTPSearchClient(cfg.retriever_url, token=cfg.retriever_token or None)
     if cfg.index_dir:
         return load_retriever(cfg.index_dir)
     raise ValueError("no retriever: set data.retriever_url (a `searchr1 serve` URL) or data.index_dir "

@@ -110,9 +110,9 @@ def zero_signal_message(steps: int, reward: float, metrics: dict[str, float]) ->
         why = (f"no sampled trajectory was rewarded in the first {steps} steps (reward 0; answered "
                f"{metrics.get('rollout/answered', 0.0):.2f}, format {metrics.get('reward/format', 0.0):.2f}): "
                "the policy does not yet produce correct answers in the search protocol")
-        fix = ("give it a cold start first (SFT on teacher trajectories: `searchr1 world --teacher-sft 64` then "
-               "`searchr1 train --recipe sft`), sample more (rollout.temperature, algorithm.group_size), or train "
-               "on easier questions")
+        fix = ("give it a cold start first (cold_start.mode=auto: SFT on scripted-teacher trajectories of "
+               "SearchWorld questions; other data: --recipe sft with sft.train_file), sample more "
+               "(rollout.temperature, algorithm.group_size), or train on easier questions")
     else:
         why = f"every sampled trajectory was rewarded in the first {steps} steps (reward {reward:.2f})"
         fix = "train on harder questions or use a stricter reward (algorithm.reward=em)"
