@@ -22,7 +22,6 @@ OpenAI's ``{"error": {"message", "type"}}`` shape.
 """
 
 import asyncio
-import hmac
 import json
 import queue
 import threading
@@ -38,6 +37,7 @@ from searchr1.rollout.config import RolloutConfig
 from searchr1.rollout.engine import RolloutEngine
 from searchr1.rollout.types import Trajectory
 from searchr1.search.base import Hit, Retriever
+from searchr1.search.server import bearer_matches, is_json
 
 
 @dataclass
@@ -179,14 +179,10 @@ def create_agent_app(runner: AgentRunner, config: AgentConfig | None = None):
                             headers=headers or None)
 
     def authorized(request: Request) -> bool:
-        if config.token is None:
-            return True
-        auth = request.headers.get("authorization", "")
-        given = auth[7:] if auth.lower().startswith("bearer ") else ""
-        return hmac.compare_digest(given.encode(), config.token.encode())
+        return config.token is None or bearer_matches(request.headers.get("authorization", ""), config.token)
 
     async def read_json(request: Request) -> object:
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        if not is_json(request.headers.get("content-type", "")):
             raise BadRequest(415, "send the body as application/json")
         body = b""
         async for chunk in request.stream():

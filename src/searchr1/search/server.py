@@ -152,8 +152,15 @@ def encode_rows(results: list[list[Hit]], return_scores: bool) -> bytes:
     return json.dumps(format_results(results, return_scores)["result"], ensure_ascii=False)[1:-1].encode()
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
+    """A ``Content-Type`` header that announces JSON (parameters such as charset ignored)."""
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def bearer_matches(authorization: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>`` (constant-time comparison)."""
+    given = authorization[7:] if authorization.lower().startswith("bearer ") else ""
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 class _Gate:
@@ -252,16 +259,14 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
     def check_auth(request: Request) -> None:
         if config.token is None:
             return
-        auth = request.headers.get("authorization", "")
-        given = auth[7:] if auth.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(given.encode(), config.token.encode()):
+        if not bearer_matches(request.headers.get("authorization", ""), config.token):
             raise RequestError(401, "missing or wrong bearer token; send 'Authorization: Bearer <token>'.",
                                {"WWW-Authenticate": "Bearer"})
 
     async def answer(request: Request) -> list[bytes]:
         """The encoded rows of the response, one part per chunk (raises RequestError)."""
         check_auth(request)
-        if not _is_json(request.headers.get("content-type", "")):
+        if not is_json(request.headers.get("content-type", "")):
             raise RequestError(415, "Content-Type must be application/json; send the body as JSON "
                                     "(e.g. requests.post(url, json=payload)).")
         body, reserved = await _read_body(request, config, gate)
