@@ -2,6 +2,7 @@
 hold HTML, so a page that parsed server text as markup would show it (or run it)."""
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -21,17 +22,32 @@ SCRIPT = ["<think>I should look up Ada Lovelace.</think>\n<search> Ada Lovelace 
           "<think>The passage says <i>London</i>.</think>\n<answer> London </answer>"]
 
 
+class GatedRetriever:
+    """Searches wait while ``gate`` is clear: a test can look at the page between two turns."""
+
+    def __init__(self, inner):
+        self.inner, self.gate = inner, threading.Event()
+        self.gate.set()
+
+    def search(self, queries, topk):
+        if not self.gate.wait(timeout=60):
+            raise TimeoutError("the test never opened the retriever's gate")
+        return self.inner.search(queries, topk)
+
+
 @pytest.fixture(scope="module")
 def scripted_service():
     """A running agent service whose policy plays SCRIPT for every question: ``url``, ``token`` and the
-    hostile passage's ``title`` and ``text``."""
+    hostile passage's ``title`` and ``text``; ``gate`` holds its searches while clear."""
     docs = [Document("ada-1", HOSTILE_TITLE, HOSTILE_TEXT),
             Document("babbage-1", "Charles Babbage", "Charles Babbage designed the Analytical Engine in London."),
             Document("other-1", "Mary Somerville", "Mary Somerville wrote about physical geography.")]
     tok = ByteTokenizer()
     cfg = AgentConfig(model_name="scripted", token=PAGE_TOKEN, max_wait_ms=1,
                       rollout=RolloutConfig(max_turns=3, topk=2, do_sample=False, return_logprobs=False))
-    runner = AgentRunner(ScriptedBackend(tok, [SCRIPT] * cfg.max_batch), tok,
-                         BM25Retriever.build(docs, BM25Config(backend="numpy")), cfg)
+    retriever = GatedRetriever(BM25Retriever.build(docs, BM25Config(backend="numpy")))
+    runner = AgentRunner(ScriptedBackend(tok, [SCRIPT] * cfg.max_batch), tok, retriever, cfg)
     with BackgroundServer(create_agent_app(runner, cfg)) as srv:
-        yield SimpleNamespace(url=srv.url, token=PAGE_TOKEN, title=HOSTILE_TITLE, text=HOSTILE_TEXT)
+        yield SimpleNamespace(url=srv.url, token=PAGE_TOKEN, title=HOSTILE_TITLE, text=HOSTILE_TEXT,
+                              gate=retriever.gate)
+        retriever.gate.set()

@@ -79,7 +79,7 @@ def demo_service(tmp_path_factory):
         yield srv.url, out / "world"
 
 
-def ask_in_page(driver, url: str, question: str, token: str):
+def ask_in_page(driver, url: str, question: str, token: str, wait_end: bool = True):
     """Load the page, enter the token and the question with the keyboard, wait until the run ends."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -94,8 +94,18 @@ def ask_in_page(driver, url: str, question: str, token: str):
     box = driver.find_element(By.ID, "question")
     box.clear()
     box.send_keys(question, Keys.ENTER)
-    wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-kind") in ("done", "error"))
+    if wait_end:
+        wait_done(driver)
     return By
+
+
+def wait_done(driver):
+    """Until the page's status says the run ended (done or error)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ended = ("done", "error")
+    WebDriverWait(driver, WAIT_S).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-kind") in ended)
 
 
 def texts(driver, by, selector: str) -> list[str]:
@@ -139,3 +149,22 @@ def test_page_escapes_passage_text_and_asks_for_the_token(browser, scripted_serv
     assert "<i>London</i>" in " ".join(texts(browser, by, "#trajectory .think .body"))
     assert not browser.find_elements(by.CSS_SELECTOR, "main img, main script, main b, main i")
     assert browser.execute_script("return window.__xss === undefined")
+
+
+def test_page_shows_each_turn_as_it_happens(browser, scripted_service):
+    """The first think step is on the page while the search it asked for is still held back."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    scripted_service.gate.clear()
+    try:
+        by = ask_in_page(browser, scripted_service.url, "Where was Ada Lovelace born?", scripted_service.token,
+                         wait_end=False)
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(by.CSS_SELECTOR, "#trajectory .think"))
+        assert browser.find_element(by.ID, "status").get_attribute("data-kind") == "busy"
+        assert not browser.find_elements(by.CSS_SELECTOR, "#trajectory .search, #trajectory .answer")
+        assert browser.find_element(by.ID, "stop").is_enabled() and not browser.find_element(by.ID, "ask").is_enabled()
+    finally:
+        scripted_service.gate.set()
+    wait_done(browser)
+    kinds = [e.get_attribute("data-kind") for e in browser.find_elements(by.CSS_SELECTOR, "#trajectory > li")]
+    assert kinds == ["think", "search", "think", "answer"]
