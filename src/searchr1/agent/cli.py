@@ -20,7 +20,7 @@ from searchr1.eval.setup import DEMO_INDEX, default_index, default_model, make_r
 from searchr1.models.hf import load_causal_lm, prepare_tokenizer
 from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2_dir
 from searchr1.rollout.backends.hf import HFBackend
-from searchr1.rollout.backends.openai import ByteTokenizer, ChatBackend, ChatSession, OpenAIChatBackend
+from searchr1.rollout.backends.openai import ByteTokenizer, ChatBackend, OpenAIChatBackend
 from searchr1.rollout.backends.vllm import VLLMBackend
 from searchr1.rollout.config import RolloutConfig
 from searchr1.search.base import TOKEN_ENV
@@ -113,15 +113,8 @@ def _openai_backend(args):
                                   max_concurrency=args.max_batch)
     tok = ByteTokenizer()
     budgets = {"max_prompt_tokens": UNBOUNDED, "max_obs_tokens": UNBOUNDED, "max_total_tokens": 2 * UNBOUNDED}
-    return ServiceChatBackend(generator, tok), tok, args.model, budgets
+    return ChatBackend(generator, tok), tok, args.model, budgets
 
-
-class ServiceChatBackend(ChatBackend):
-    """ChatBackend that keeps no finished sessions: a long-running service would otherwise hold every
-    transcript it ever served (ChatBackend keeps them for callers that read them afterwards)."""
-
-    def open(self, prompts, seed=None) -> ChatSession:
-        return ChatSession(self, prompts, 0 if seed is None else int(seed))
 
 
 def _loopback(host: str) -> bool:
