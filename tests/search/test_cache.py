@@ -4,6 +4,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -131,26 +132,33 @@ def test_two_writer_processes_lose_nothing(tmp_path):
                 return [[Hit(Document(q + "#" + str(i), "T" + q, "x" * 50 + q), 1.0 / (i + 1))
                          for i in range(topk)] for q in queries]
 
-        start = int(sys.argv[1])
+        start, go = int(sys.argv[1]), float(sys.argv[2])
         c = CachedSearch(Det(), SearchCacheConfig({str(path)!r}, "rw"), "det", "v1")
-        for s in range(start, start + 400, 4):
-            c.search(["query %d" % i for i in range(s, s + 4)], 3)
-        print(c.counters()["search_cache/misses"])
+        while time.time() < go:  # both processes start writing at the same moment
+            time.sleep(0.001)
+        t0 = time.time()
+        for s in range(start, start + 1000, 2):
+            c.search(["query %d" % i for i in range(s, s + 2)], 3)
+        print(c.counters()["search_cache/misses"], t0, time.time())
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(start)], stdout=subprocess.PIPE, text=True)
-             for start in (0, 200)]  # 400 queries each, 200 of them shared
-    outs = [p.communicate(timeout=300)[0] for p in procs]
+    go = time.time() + 3.0
+    procs = [subprocess.Popen([sys.executable, "-c", "import time\n" + script, str(start), str(go)],
+                              stdout=subprocess.PIPE, text=True)
+             for start in (0, 500)]  # 1000 queries each in 500 transactions, 500 queries shared
+    outs = [p.communicate(timeout=300)[0].split() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
+    (m1, s1, e1), (m2, s2, e2) = [[float(x) for x in o] for o in outs]
+    assert max(s1, s2) < min(e1, e2), outs  # the two writers really ran at the same time
+    assert m1 + m2 >= 1500  # every query was searched live by at least one process
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert conn.execute("SELECT COUNT(*) FROM results").fetchone() == (600,)
+    assert conn.execute("SELECT COUNT(*) FROM results").fetchone() == (1500,)
     conn.close()
     store = SearchCache(path)
-    got = store.get_many("det", "v1", [f"query {i}" for i in range(600)], 3)
-    assert len(got) == 600
+    got = store.get_many("det", "v1", [f"query {i}" for i in range(1500)], 3)
+    assert len(got) == 1500
     for q, hits in got.items():
         assert hits == [Hit(Document(f"{q}#{i}", "T" + q, "x" * 50 + q), 1.0 / (i + 1)) for i in range(3)]
-    assert sum(float(o) for o in outs) >= 600  # every query was searched live by at least one process
 
 
 def test_local_index_behind_the_cache_and_the_server(tiny_docs, tmp_path):

@@ -3,7 +3,7 @@
 ``CrossEncoderReranker(inner, RerankConfig(model="cross-encoder/ms-marco-MiniLM-L-6-v2", top_n=20))``
 asks ``inner`` for ``max(top_n, topk)`` hits, scores every (query, passage) pair with a
 sequence-classification model that has one output (a relevance logit), and returns the
-``topk`` best, reranked; a hit's score becomes the model's. Ties keep the retriever's order.
+``topk`` best, reranked; a hit's score becomes the model's raw logit. Ties keep the retriever's order.
 
 The model is loaded with sentence-transformers' ``CrossEncoder`` when that package is
 installed (the ``dense`` extra), else with transformers' ``AutoModelForSequenceClassification``;
@@ -42,13 +42,15 @@ def _load_scorer(config: RerankConfig):
         from sentence_transformers import CrossEncoder
     except ImportError:
         CrossEncoder = None
+    import torch
+
     if CrossEncoder is not None:
-        model = CrossEncoder(config.model, device=config.device, max_length=config.max_length)
-        labels = model.model.config.num_labels
-        _check_labels(config.model, labels)
+        # the raw logit (Identity), as in the transformers path: one score scale whichever library loads the model
+        model = CrossEncoder(config.model, device=config.device, max_length=config.max_length,
+                             activation_fn=torch.nn.Identity())
+        _check_labels(config.model, model.num_labels)
         return lambda pairs: [float(s) for s in model.predict(pairs, batch_size=config.batch_size,
                                                                show_progress_bar=False)]
-    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(config.model)
