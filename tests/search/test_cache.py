@@ -191,3 +191,26 @@ def test_hit_rate_and_saved_cost_are_logged(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and all("2/4 lookups hit (50.0%), 2 requests saved (~$0.03 at $15 per 1k)" in m
                                    for m in lines), lines
+
+
+def test_startup_probe_through_the_cache(tmp_path, bm25_server):
+    from searchr1.search.client import HTTPSearchClient
+    from searchr1.search.guard import GuardedRetriever, RetrievalOutage, startup_check
+
+    client = HTTPSearchClient(bm25_server.url, retries=0)
+    rw = CachedSearch(client, SearchCacheConfig(str(tmp_path / "c.sqlite"), "rw"), *identity(client))
+    assert rw.url == client.url and rw.health() == client.health()
+    guard = GuardedRetriever(rw)
+    startup_check(guard)  # /health and one search, through the cache
+    assert rw.misses == 1
+    guard.search(["health check", "python"], 1)
+    counters = guard.counters()  # the trainer logs these every step
+    assert counters["search/calls_total"] == 1 and counters["search_cache/hits"] == 1
+    assert counters["search_cache/misses"] == 2
+    replay = CachedSearch(Counting(), SearchCacheConfig(str(tmp_path / "c.sqlite"), "replay"), "counting")
+    startup_check(GuardedRetriever(replay))  # nothing live to probe: no CacheMiss for the probe query
+    assert replay.inner.calls == [] and replay.misses == 0
+    dead = HTTPSearchClient("http://127.0.0.1:9", retries=0)
+    with pytest.raises(RetrievalOutage, match="did not answer /health"):
+        startup_check(GuardedRetriever(CachedSearch(dead, SearchCacheConfig(str(tmp_path / "c.sqlite"), "rw"),
+                                                    "server")))

@@ -201,6 +201,21 @@ class CachedSearch:
     def kind(self) -> str:
         return getattr(self.inner, "kind", type(self.inner).__name__)
 
+    @property
+    def url(self) -> str | None:
+        """The wrapped retriever's URL (error messages name it)."""
+        return getattr(self.inner, "url", None)
+
+    @property
+    def health(self):
+        """The wrapped HTTP client's ``health`` (None for other retrievers): startup probes reach the server."""
+        return getattr(self.inner, "health", None)
+
+    @property
+    def replays(self) -> bool:
+        """True in replay mode: answers come from the file, so there is nothing live to probe."""
+        return self.config.mode == "replay"
+
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
         keys = [normalize_query(q) for q in queries]
         unique = list(dict.fromkeys(keys))
