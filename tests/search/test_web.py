@@ -217,3 +217,61 @@ def test_serve_backend_errors(argv, needle, capsys, monkeypatch):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+
+
+def _serve(args, env, port):
+    """``searchr1 serve ARGS --port PORT`` in a subprocess, once /health answers."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "searchr1.cli", "serve", *args, "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not start in 60 s"
+        time.sleep(0.2)
+
+
+def test_cli_serve_web_backend_records_then_replays(fake_web, tmp_path):
+    import os
+    import signal
+    import socket
+
+    import httpx
+
+    fake = fake_web("serper")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SERPER_API_KEY": "test-key"}
+    env.pop("SEARCHR1_TOKEN", None)
+    cache = str(tmp_path / "web.sqlite")
+    body = {"queries": ["capital of france", "jupiter moons"], "topk": 3, "return_scores": True}
+    url = f"http://127.0.0.1:{port}"
+    bodies = []
+    for mode in ("rw", "replay"):
+        proc = _serve(["--backend", "web:serper", "--web-base-url", fake.url, "--search-cache", cache,
+                       "--search-cache-mode", mode], env, port)
+        try:
+            bodies.append(httpx.post(url + "/retrieve", json=body, timeout=30).json())
+            health = httpx.get(url + "/health", timeout=5).json()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            err = proc.communicate(timeout=30)[1]
+        assert health["retriever"] == "web:serper" and health["search_cache"]["mode"] == mode
+        assert "search cache" in err and "requests saved" in err, err  # the summary logged at shutdown
+        if mode == "rw":
+            assert len(fake.requests) == 2
+            fake.close()  # replay must not need the provider
+    assert bodies[0] == bodies[1]
+    want = [u for _, _, u in fake.results("capital of france", 3)]
+    assert [r["document"]["id"] for r in bodies[0]["result"][0]] == want
+    assert health["search_cache"]["search_cache/hit_rate"] == 1.0
