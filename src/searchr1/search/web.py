@@ -265,9 +265,8 @@ class WebSearchRetriever:
         """The provider's rows for ``query``, after retries (raises SearchError / SearchAuthError)."""
         c, p = self.config, self.provider
         kwargs = p.request(query, n, self.api_key)
-        if c.params:
-            kwargs = {**kwargs, **({"json": {**kwargs["json"], **c.params}} if "json" in kwargs
-                                   else {"params": {**kwargs.get("params", {}), **c.params}})}
+        where = "json" if "json" in kwargs else "params"  # extra parameters go where the provider reads them
+        kwargs[where] = {**kwargs.get(where, {}), **c.params}
         last = "no attempt made"
         for attempt in range(c.retries + 1):
             if attempt:
@@ -297,7 +296,7 @@ class WebSearchRetriever:
                                   f"{resp.text[:200]}")
             try:
                 rows = p.parse(resp.json())
-            except (ValueError, MalformedReply) as e:  # JSONDecodeError is a ValueError
+            except ValueError as e:  # JSONDecodeError or MalformedReply
                 last = f"malformed reply ({e}): {resp.text[:200]!r}"
                 continue
             except SearchError:
