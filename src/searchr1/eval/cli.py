@@ -180,8 +180,8 @@ def run_ask(args) -> int:
     retriever, _ = make_retriever(index, args.server, args.token, args.search_failures, backend=args.backend,
                                   cache=cache_config(args))
     if retriever is None:
-        raise UsageError("searchr1 ask needs a retriever: --index DIR, --server URL or --backend web:NAME (after "
-                         "`make demo`, "
+        raise UsageError("searchr1 ask needs a retriever: --index DIR or --server URL, or --backend web:NAME "
+                         "(after `make demo`, "
                          f"{DEMO_INDEX} is used by default)")
     if index and not args.index:
         console.print(f"[dim]index: {index} (the demo's)[/dim]")
