@@ -254,8 +254,8 @@ class DataConfig:
 @dataclass
 class SearchConfig:
     backend: str = ""
-    """"" = the retriever of data.retriever_url / data.index_dir; or a web search API: web:serper, web:serpapi,
-    web:brave, web:searxng (keys from SERPER_API_KEY, SERPAPI_API_KEY, BRAVE_API_KEY; see docs/retrieval.md)."""
+    """A web search API: web:serper, web:serpapi, web:brave or web:searxng (keys from SERPER_API_KEY,
+    SERPAPI_API_KEY, BRAVE_API_KEY; see docs/retrieval.md); empty = data.retriever_url / data.index_dir."""
     web: WebConfig = field(default_factory=WebConfig)
     """Web backend settings (base_url, qps, retries, params ...); the provider is the one ``backend`` names."""
     cache: SearchCacheConfig = field(default_factory=SearchCacheConfig)
