@@ -56,7 +56,8 @@ def test_eval_make_retriever_with_web_and_cache(fake_web, tmp_path):
     fake = fake_web("serper")
     cache = SearchCacheConfig(str(tmp_path / "eval.sqlite"), "rw")
     guard, info = make_retriever(backend="web:serper", web=WebConfig(base_url=fake.url, qps=100), cache=cache)
-    assert info["kind"] == "web:serper" and info["location"] == {"url": fake.url}
+    assert info["kind"] == "web:serper"
+    assert info["location"] == {"url": fake.url, "search_cache": {"path": cache.path, "mode": "rw"}}
     assert isinstance(guard.inner, CachedSearch)
     first = guard.search(["q1"], 2)
     assert guard.search(["q1"], 2) == first and len(fake.requests) == 1

@@ -70,6 +70,8 @@ def make_retriever(index: str | None = None, server: str | None = None, token: s
     else:
         return None, None
     retriever = search_cache.wrap(retriever, cache, *ident)
+    if cache is not None and cache.mode != "off":  # recorded where paths go: never compared, replay == live
+        info["location"] = {**info.get("location", {}), "search_cache": {"path": cache.path, "mode": cache.mode}}
     return GuardedRetriever(retriever, failure_policy, max_consecutive_failures), info
 
 
