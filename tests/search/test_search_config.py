@@ -21,6 +21,7 @@ def test_train_config_names_a_web_backend_and_a_cache(fake_web, tmp_path):
     path = str(tmp_path / "train.sqlite")
     cfg = config_from_dict({"search": {"backend": "web:serper", "web": {"base_url": fake.url, "qps": 100},
                                        "cache": {"path": path, "mode": "rw"}}})
+    assert cfg.search.web.provider == "serper"
     retriever = build_retriever(cfg.data, cfg.search)
     assert isinstance(retriever, CachedSearch) and isinstance(retriever.inner, WebSearchRetriever)
     assert retriever.backend == "web:serper"
@@ -39,10 +40,15 @@ def test_train_config_names_a_web_backend_and_a_cache(fake_web, tmp_path):
     ({"search": {"cache": {"mode": "replay"}}}, "needs a file"),
     ({"search": {"cache": {"mode": "often", "path": "x"}}}, "mode 'often' is unknown"),
     ({"search": {"web": {"qps": -1}}}, "qps >= 0"),
+    ({"search": {"backend": "web:serper", "web": {"provider": "brave"}}}, "contradicts search.backend=web:serper"),
 ])
 def test_bad_search_sections(values, needle):
     with pytest.raises(ConfigError, match=needle):
         config_from_dict(values)
+
+
+def test_the_backend_names_the_provider():
+    assert config_from_dict({"search": {"backend": "web:brave"}}).search.web.provider == "brave"
 
 
 def test_train_config_refuses_two_retrievers(tmp_path):

@@ -264,7 +264,11 @@ class SearchConfig:
 
     def __post_init__(self):
         if self.backend:
-            parse_backend(self.backend)  # ConfigError naming the valid backends
+            provider = parse_backend(self.backend)  # ConfigError naming the valid backends
+            if self.web.provider not in (provider, WebConfig.provider):
+                raise ConfigError(f"search.web.provider={self.web.provider} contradicts search.backend={self.backend}; "
+                                  "leave search.web.provider out (the backend names the provider).")
+            self.web = dataclasses.replace(self.web, provider=provider)  # config.json shows the provider used
 
 
 @dataclass
