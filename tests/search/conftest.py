@@ -72,7 +72,8 @@ class FakeWebProvider:
 
     ``script`` holds what the next requests get, one entry each, then normal answers:
     ``("status", code, headers)``, ``("malformed",)`` (200 with a broken body), ``("sleep", s)``
-    (answer after ``s`` seconds, to trip a client timeout). ``requests`` logs (path, params, headers, json).
+    (answer after ``s`` seconds, to trip a client timeout); a query in ``fail_queries`` always gets HTTP 500.
+    ``requests`` logs (path, params, headers, json).
     Each query has 10 results: title ``"<q> result i"``, snippet ``"About <b>q</b> number i"``.
     """
 
@@ -85,7 +86,7 @@ class FakeWebProvider:
         import time
         from urllib.parse import parse_qs, urlparse
 
-        self.shape, self.script, self.requests = shape, [], []
+        self.shape, self.script, self.requests, self.fail_queries = shape, [], [], set()
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -107,6 +108,8 @@ class FakeWebProvider:
                 if not fake.authorised(params, headers):
                     return self._send(401, b'{"error": "Invalid API key"}')
                 q = (body or {}).get("q") or params.get("q", "")
+                if q in fake.fail_queries:
+                    return self._send(500, b'{"error": "this query always fails"}')
                 n = int((body or {}).get("num") or params.get("num") or params.get("count") or 10)
                 self._send(200, json.dumps(fake.reply(q, n)).encode())
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from searchr1.errors import ConfigError
-from searchr1.search.base import Document, Hit
+from searchr1.search.base import Document, Hit, SearchError
 from searchr1.search.cache import (CacheMiss, CachedSearch, SearchCache, SearchCacheConfig, identity,
                                    index_checksum, normalize_query, wrap)
 from searchr1.search.index import build_index, read_index_meta
@@ -124,7 +124,7 @@ def test_two_writer_processes_lose_nothing(tmp_path):
     path = tmp_path / "shared.sqlite"
     script = textwrap.dedent(f"""
         import sys
-        from searchr1.search.base import Document, Hit
+        from searchr1.search.base import Document, Hit, SearchError
         from searchr1.search.cache import CachedSearch, SearchCacheConfig
 
         class Det:
@@ -214,3 +214,16 @@ def test_startup_probe_through_the_cache(tmp_path, bm25_server):
     with pytest.raises(RetrievalOutage, match="did not answer /health"):
         startup_check(GuardedRetriever(CachedSearch(dead, SearchCacheConfig(str(tmp_path / "c.sqlite"), "rw"),
                                                     "server")))
+
+
+def test_one_failed_query_keeps_the_batchs_paid_answers(fake_web, tmp_path, monkeypatch):
+    monkeypatch.setenv("SERPER_API_KEY", "test-key")
+    fake = fake_web("serper")
+    fake.fail_queries = {"bad one"}
+    web = WebSearchRetriever(WebConfig(base_url=fake.url, qps=1000, retries=1, backoff_s=0.0))
+    c = wrap(web, SearchCacheConfig(str(tmp_path / "c.sqlite"), "rw"), *web.cache_identity())
+    with pytest.raises(SearchError, match="'bad one'"):
+        c.search(["first", "bad one", "third"], 2)
+    assert len(c.cache) == 2 and len(fake.requests) == 4  # 2 answers stored; the bad query tried twice
+    got = c.search(["first", "third"], 2)  # what the rollout's per-query retry asks next
+    assert len(fake.requests) == 4 and got[0][0].doc.title == "first result 0"

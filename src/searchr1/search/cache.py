@@ -226,10 +226,14 @@ class CachedSearch:
             raise CacheMiss(f"search cache replay: {len(todo)} of {len(unique)} queries are not in "
                             f"{self.cache.path}, e.g. {todo[0]!r} (topk {topk}, backend {self.backend}, checksum "
                             f"{self.checksum or '-'}); record them first with --search-cache-mode rw, or run live.")
+        failed = None
         if todo:
             first = {k: q for q, k in reversed(list(zip(queries, keys)))}  # the first spelling of each key
-            fresh = self.inner.search([first[k] for k in todo], topk)
-            stored = list(zip(todo, fresh))
+            each = getattr(self.inner, "search_each", None)  # per-query errors: keep the answers that came back
+            fresh = each([first[k] for k in todo], topk) if callable(each) else \
+                self.inner.search([first[k] for k in todo], topk)
+            stored = [(k, hits) for k, hits in zip(todo, fresh) if not isinstance(hits, Exception)]
+            failed = next((hits for hits in fresh if isinstance(hits, Exception)), None)
             self.cache.put_many(self.backend, self.checksum, stored, topk, replace=mode == "record")
             found.update(stored)
         with self._lock:
@@ -240,6 +244,8 @@ class CachedSearch:
                 self._logged_at = self.hits + self.misses
         if due:
             log.info(self.summary())
+        if failed is not None:
+            raise failed  # after storing the rest: the rollout's per-query retry finds them in the file
         return [found[k] for k in keys]
 
     def counters(self) -> dict[str, float]:

@@ -246,11 +246,25 @@ class WebSearchRetriever:
         return self.kind, hashlib.sha256(settings.encode()).hexdigest()[:16]
 
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
+        rows = self.search_each(queries, topk)
+        failed = next((r for r in rows if isinstance(r, SearchError)), None)
+        if failed is not None:
+            raise failed
+        return rows  # type: ignore[return-value]
+
+    def search_each(self, queries: list[str], topk: int) -> list[list[Hit] | SearchError]:
+        """Hits per query, or the SearchError of a query that failed: one bad query does not throw
+        away the batch's paid answers (the search cache stores them before re-raising)."""
         if topk < 1:
             raise SearchError(f"topk={topk}: ask for at least 1 result.")
-        if len(queries) <= 1:
-            return [self._one(q, topk) for q in queries]
-        return list(self._pool.map(lambda q: self._one(q, topk), queries))
+        futures = [self._pool.submit(self._one, q, topk) for q in queries]
+        out: list[list[Hit] | SearchError] = []
+        for f in futures:
+            try:
+                out.append(f.result())
+            except SearchError as e:
+                out.append(e)
+        return out
 
     def _one(self, query: str, topk: int) -> list[Hit]:
         n = min(topk, self.provider.max_results)
