@@ -227,3 +227,17 @@ def test_one_failed_query_keeps_the_batchs_paid_answers(fake_web, tmp_path, monk
     assert len(c.cache) == 2 and len(fake.requests) == 4  # 2 answers stored; the bad query tried twice
     got = c.search(["first", "third"], 2)  # what the rollout's per-query retry asks next
     assert len(fake.requests) == 4 and got[0][0].doc.title == "first result 0"
+
+
+def test_replay_opens_the_file_read_only(tmp_path):
+    cached(tmp_path).search(["a"], 1)
+    writer = SearchCache(tmp_path / "c.sqlite")
+    conn = writer._conn()
+    conn.execute("BEGIN IMMEDIATE")  # another process is in the middle of a write
+    try:
+        replay = cached(tmp_path, "replay")
+        assert replay.search(["a"], 1)[0][0].doc.id == "a#0"  # readers do not wait for the writer
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            replay.cache.put_many("x", "y", [("q", [])], 1)
+    finally:
+        conn.execute("ROLLBACK")

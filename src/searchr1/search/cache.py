@@ -92,11 +92,12 @@ def _decode(s: str) -> list[Hit]:
 
 
 class SearchCache:
-    """The SQLite file: one connection per process and thread, WAL mode, safe across processes."""
+    """The SQLite file: one connection per process and thread, WAL mode, safe across processes.
+    ``readonly`` (replay) opens it read-only: a replaying process never takes a write lock."""
 
-    def __init__(self, path: str | Path, timeout_s: float = 60.0):
+    def __init__(self, path: str | Path, timeout_s: float = 60.0, readonly: bool = False):
         self.path = Path(path)
-        self.timeout_s = timeout_s
+        self.timeout_s, self.readonly = timeout_s, readonly
         self._local = threading.local()
         if self.path.parent and not self.path.parent.exists():
             raise ConfigError(f"search cache {self.path}: the folder {self.path.parent} does not exist; create it.")
@@ -106,10 +107,14 @@ class SearchCache:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # a forked child opens its own connection
             try:
-                conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+                if self.readonly:
+                    conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           timeout=self.timeout_s, isolation_level=None)
+                else:
+                    conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
             except sqlite3.DatabaseError as e:
                 raise ConfigError(f"search cache {self.path} is not a usable SQLite file ({e}); move it away or "
                                   "pass another --search-cache path.") from None
@@ -119,6 +124,9 @@ class SearchCache:
     def _setup(self) -> None:
         conn = self._conn()
         try:
+            if self.readonly:
+                found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                return self._check_schema(found)
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             conn.execute("CREATE TABLE IF NOT EXISTS results (backend TEXT NOT NULL, checksum TEXT NOT NULL, "
@@ -131,10 +139,12 @@ class SearchCache:
                 conn.execute("ROLLBACK")
             raise ConfigError(f"search cache {self.path} is not a usable SQLite file ({e}); move it away or "
                               "pass another --search-cache path.") from None
-        (found,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if found != str(SCHEMA):
-            raise ConfigError(f"search cache {self.path} has layout {found}, not {SCHEMA}; use the searchr1 version "
-                              "that wrote it or start a new cache file.")
+        self._check_schema(conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone())
+
+    def _check_schema(self, row: tuple | None) -> None:
+        if row is None or row[0] != str(SCHEMA):
+            raise ConfigError(f"search cache {self.path} has layout {row and row[0]}, not {SCHEMA}; use the searchr1 "
+                              "version that wrote it or start a new cache file.")
 
     def get_many(self, backend: str, checksum: str, queries: list[str], topk: int) -> dict[str, list[Hit]]:
         """The stored hits of those (normalised) ``queries`` that are in the file."""
@@ -190,7 +200,7 @@ class CachedSearch:
             raise ConfigError(f"search cache {config.path} does not exist, so there is nothing to replay; record it "
                               "first (--search-cache-mode rw or record).")
         self.inner, self.config, self.backend, self.checksum = inner, config, backend, checksum
-        self.cache = SearchCache(config.path)
+        self.cache = SearchCache(config.path, readonly=config.mode == "replay")
         own = getattr(inner, "cost_per_1k", 0.0) if cost_per_1k is None else cost_per_1k
         self.cost_per_1k = own if config.cost_per_1k < 0 else config.cost_per_1k
         self.hits = self.misses = 0
