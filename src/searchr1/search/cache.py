@@ -19,8 +19,10 @@ Modes (:data:`MODES`):
 Queries are normalised by Unicode NFKC and whitespace collapsing only: lower-casing would
 merge queries a cased encoder or a web engine may answer differently, and replay must equal
 live. The file uses WAL mode and a busy timeout; each write is one ``BEGIN IMMEDIATE``
-transaction, so DP ranks and server workers in other processes can share it. ``rw`` keeps the
-first stored result of a key (``INSERT OR IGNORE``): every reader sees the same answer.
+transaction, so DP ranks and server workers in other processes can share it; ``replay`` opens
+it read-only. ``rw`` keeps the first stored result of a key (``INSERT OR IGNORE``): every reader
+sees the same answer. When the inner retriever reports per-query failures (``search_each``, the
+web backends), the answers that came back are stored before the first failure is re-raised.
 Hit rate and saved requests (and their $ at ``cost_per_1k``) are logged every ``log_every``
 lookups and by :meth:`CachedSearch.close`; :meth:`CachedSearch.counters` returns them.
 """
