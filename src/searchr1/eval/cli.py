@@ -16,6 +16,7 @@ from searchr1.eval.setup import DEMO_INDEX, default_index, make_generator, make_
 from searchr1.eval.types import EvalContext
 from searchr1.eval.wiki_qa import write_wiki_qa
 from searchr1.models.generate import Decoding
+from searchr1.search.cli import add_cache_args, cache_config
 
 SPLITS = ("train", "dev", "test", "heldout", "validation")
 
@@ -94,6 +95,10 @@ def _add_retriever_args(p) -> None:
     p.add_argument("--search-failures", choices=("abort", "record"), default="abort",
                    help="abort: stop after 10 failed searches in a row (a re-run retries the affected "
                         "predictions); record: only count them")
+    p.add_argument("--backend", default=None, metavar="web:NAME",
+                   help="search the web instead of --index/--server: web:serper, web:serpapi, web:brave, web:searxng "
+                        "(keys and URLs from the environment, see docs/retrieval.md)")
+    add_cache_args(p)
 
 
 def dataset_name(source: str, split: str | None) -> str:
@@ -127,7 +132,8 @@ def run_eval(args) -> int:
             return 2
         datasets[name] = examples
         infos.append(dataset_protocol(name, examples, src, args.limit))
-    retriever, retriever_info = make_retriever(args.index, args.server, args.token, args.search_failures)
+    retriever, retriever_info = make_retriever(args.index, args.server, args.token, args.search_failures,
+                                               backend=args.backend, cache=cache_config(args))
     bundle = make_generator(args.model, args.openai_base, args.openai_model, device=args.device,
                             dtype=args.dtype, revision=args.revision, batch_size=args.batch_size)
     ctx = EvalContext(generator=bundle.generator, retriever=retriever, topk=args.topk,
@@ -170,10 +176,12 @@ def run_ask(args) -> int:
         elif result["answer"] is None:
             console.print(f"[yellow]no answer[/] ({result['finish_reason']})")
         return 0
-    index = default_index(args.index, args.server)
-    retriever, _ = make_retriever(index, args.server, args.token, args.search_failures)
+    index = default_index(args.index, args.server or args.backend)
+    retriever, _ = make_retriever(index, args.server, args.token, args.search_failures, backend=args.backend,
+                                  cache=cache_config(args))
     if retriever is None:
-        raise UsageError("searchr1 ask needs a retriever: --index DIR or --server URL (after `make demo`, "
+        raise UsageError("searchr1 ask needs a retriever: --index DIR or --server URL, or --backend web:NAME "
+                         "(after `make demo`, "
                          f"{DEMO_INDEX} is used by default)")
     if index and not args.index:
         console.print(f"[dim]index: {index} (the demo's)[/dim]")

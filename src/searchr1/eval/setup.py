@@ -1,6 +1,7 @@
 """Building the pieces of an evaluation from command-line style options.
 
-* ``make_retriever(index=..., server=...)``: an in-process index or a retrieval server;
+* ``make_retriever(index=..., server=..., backend=..., cache=...)``: an in-process index, a retrieval
+  server or a web search API, optionally behind the persistent search cache;
 * ``make_generator(model=..., openai_base=..., openai_model=...)``: a local model or an API;
 * ``default_model(runs="runs")``: the newest trained checkpoint under ``runs/``, else the
   embedded SmolLM2 (what ``searchr1 ask`` uses when ``--model`` is not given).
@@ -13,9 +14,12 @@ from pathlib import Path
 
 from searchr1.errors import UsageError
 from searchr1.eval.manifest import index_protocol
+from searchr1.search import cache as search_cache
+from searchr1.search.cache import SearchCacheConfig
 from searchr1.search.client import HTTPSearchClient
 from searchr1.search.guard import GuardedRetriever, startup_check
-from searchr1.search.index import load_retriever
+from searchr1.search.index import load_retriever, read_index_meta
+from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
 from searchr1.models.smollm2 import SMOLLM2_NAMES
 
 
@@ -28,20 +32,31 @@ class GeneratorBundle:
 
 
 def make_retriever(index: str | None = None, server: str | None = None, token: str | None = None,
-                   failure_policy: str = "abort", max_consecutive_failures: int = 10):
-    """(retriever, manifest entry). Exactly one of ``index`` / ``server``; neither gives (None, None).
+                   failure_policy: str = "abort", max_consecutive_failures: int = 10, *,
+                   backend: str | None = None, web: WebConfig | None = None,
+                   cache: SearchCacheConfig | None = None):
+    """(retriever, manifest entry). Exactly one of ``index`` / ``server`` / ``backend`` (a web search API,
+    ``web:serper`` ...); none gives (None, None).
 
     A server is probed first (``/health`` and one test search with ``token``, default ``$SEARCHR1_TOKEN``):
-    a dead server or a refused token fails at once. Either retriever is wrapped in the failure policy
-    (``search.guard``): ``abort`` stops the run after ``max_consecutive_failures`` failed searches in a row;
-    ``record`` only counts them (the report and a re-run still see every failed search).
+    a dead server or a refused token fails at once. ``cache`` puts the persistent search cache
+    (``search.cache``: rw, record or replay) in front of the retriever. The result is wrapped in the
+    failure policy (``search.guard``): ``abort`` stops the run after ``max_consecutive_failures`` failed
+    searches in a row; ``record`` only counts them (the report and a re-run still see every failed search).
     """
-    if index and server:
-        raise UsageError("pass either --index DIR or --server URL, not both.")
+    if sum(bool(x) for x in (index, server, backend)) > 1:
+        raise UsageError("pass one retriever: --index DIR, --server URL or --backend web:NAME.")
     if index:
         if not Path(index).is_dir():
             raise FileNotFoundError(f"index directory {index!r} does not exist; build it with `searchr1 index`.")
         retriever, info = load_retriever(index), index_protocol(index)
+        ident = search_cache.identity(retriever, read_index_meta(index))
+    elif backend:
+        web = WebConfig(**{**(web or WebConfig()).__dict__, "provider": parse_backend(backend)})
+        retriever = WebSearchRetriever(web)
+        ident = retriever.cache_identity()
+        info = {"kind": retriever.kind, "num_passages": None, "corpus_sha256": None,
+                "settings": {"params": web.params}, "location": {"url": retriever.url}}
     elif server:
         retriever = HTTPSearchClient(server, token=token or None)   # None: the client reads $SEARCHR1_TOKEN
         startup_check(retriever)   # fail early, with the URL, when the server is down or refuses the token
@@ -50,8 +65,13 @@ def make_retriever(index: str | None = None, server: str | None = None, token: s
         # server reports one (`corpus_sha256`), else the manifest says it is unknown (None)
         info = {"kind": health.get("retriever", "server"), "num_passages": health.get("corpus_size"),
                 "corpus_sha256": health.get("corpus_sha256"), "location": {"url": server}}
+        ident = (f"server:{info['kind']}", info["corpus_sha256"]) if info["corpus_sha256"] else \
+            search_cache.identity(retriever)
     else:
         return None, None
+    retriever = search_cache.wrap(retriever, cache, *ident)
+    if cache is not None and cache.mode != "off":  # recorded where paths go: never compared, replay == live
+        info["location"] = {**info.get("location", {}), "search_cache": {"path": cache.path, "mode": cache.mode}}
     return GuardedRetriever(retriever, failure_policy, max_consecutive_failures), info
 
 

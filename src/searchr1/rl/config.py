@@ -24,6 +24,8 @@ from searchr1.errors import ConfigError
 from searchr1.rewards.score import KINDS as REWARD_KINDS
 from searchr1.rl.core_algos import AGG_MODES, KL_KINDS
 from searchr1.rollout.config import RolloutConfig
+from searchr1.search.cache import SearchCacheConfig
+from searchr1.search.web import WebConfig, parse_backend
 
 ALGORITHMS = ("ppo", "grpo", "rloo", "reinforce")
 RECIPES = ALGORITHMS + ("sft", "rejection-sampling")
@@ -250,6 +252,26 @@ class DataConfig:
 
 
 @dataclass
+class SearchConfig:
+    backend: str = ""
+    """A web search API: web:serper, web:serpapi, web:brave or web:searxng (keys from SERPER_API_KEY,
+    SERPAPI_API_KEY, BRAVE_API_KEY; see docs/retrieval.md); empty = data.retriever_url / data.index_dir."""
+    web: WebConfig = field(default_factory=WebConfig)
+    """Web backend settings (base_url, qps, retries, params ...); the provider is the one ``backend`` names."""
+    cache: SearchCacheConfig = field(default_factory=SearchCacheConfig)
+    """Persistent search cache in front of the retriever: ``{path, mode}``, mode off | rw | record | replay
+    (replay makes a run's searches re-runnable for free and fails on a query it never recorded)."""
+
+    def __post_init__(self):
+        if self.backend:
+            provider = parse_backend(self.backend)  # ConfigError naming the valid backends
+            if self.web.provider not in (provider, WebConfig.provider):
+                raise ConfigError(f"search.web.provider={self.web.provider} contradicts search.backend={self.backend}; "
+                                  "leave search.web.provider out (the backend names the provider).")
+            self.web = dataclasses.replace(self.web, provider=provider)  # config.json shows the provider used
+
+
+@dataclass
 class GuardConfig:
     entropy_min: float | None = None
     """Warn (or stop) when the policy entropy falls below this (collapse); None = no check."""
@@ -361,6 +383,7 @@ class TrainConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     guards: GuardConfig = field(default_factory=GuardConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -397,7 +420,11 @@ class TrainConfig:
         """The files this run reads exist (called before any model loads; raises ConfigError)."""
         wanted = [("sft.train_file", self.sft.train_file)] if self.recipe == "sft" else \
             [("data.train_file", self.data.train_file), ("data.val_file", self.data.val_file)]
-        if self.recipe != "sft" and self.rollout.search_enabled and not self.data.retriever_url:
+        if self.search.backend and (self.data.retriever_url or self.data.index_dir):
+            raise ConfigError(f"search.backend={self.search.backend} searches the web; leave data.retriever_url and "
+                              "data.index_dir empty (or search.backend empty to use them).")
+        remote = self.data.retriever_url or self.search.backend
+        if self.recipe != "sft" and self.rollout.search_enabled and not remote:
             if not self.data.index_dir:
                 raise ConfigError("no retriever: set data.retriever_url (a `searchr1 serve` URL) or data.index_dir "
                                   "(a directory written by `searchr1 index`), or rollout.search_enabled=false")

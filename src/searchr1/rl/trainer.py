@@ -186,7 +186,7 @@ class Trainer:
         d = self.cfg.data
         probe = retriever is None
         if probe:
-            retriever = build_retriever(d)
+            retriever = build_retriever(d, self.cfg.search)
         guard = GuardedRetriever(retriever, d.search_failure_policy, d.max_consecutive_search_failures,
                                  d.max_search_failure_rate)
         if probe:
