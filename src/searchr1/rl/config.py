@@ -69,6 +69,20 @@ class ModelConfig:
 
 
 @dataclass
+class ActorConfig:
+    logprob_chunk_size: int = 0
+    """0 = log-probs and entropy from the full (micro-batch, length, vocab) logits; N > 0 = from the last
+    hidden states, projected to the vocabulary N positions at a time (forward and backward), so memory
+    does not grow with vocab x length: same values and gradients (rl/lm_head.py). Models whose logits
+    are not lm_head(hidden) (soft-capping, copy heads) keep the full logits, with a log line."""
+
+    def __post_init__(self):
+        if self.logprob_chunk_size < 0:
+            raise ValueError(f"actor.logprob_chunk_size={self.logprob_chunk_size}: use 0 (full logits) or a "
+                             "positive number of positions per chunk, e.g. 1024")
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = "grpo"
     """ppo (GAE with a critic) | grpo (group-relative) | rloo (leave-one-out) | reinforce (batch-mean baseline)."""
@@ -359,6 +373,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     guards: GuardConfig = field(default_factory=GuardConfig)
