@@ -31,7 +31,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(tokens: int, chunk: int) -> dict:
+def child(tokens: int, chunk: int, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+          checkpointing: bool = False, algo: str = "reinforce") -> dict:
+    """One learner update in this process; peak RSS figures in MiB (``model_base_mb``: RSS before the
+    model was built, so ``peak_mb - model_base_mb`` is everything the training step holds)."""
     import tempfile
 
     import torch
@@ -43,26 +46,32 @@ def child(tokens: int, chunk: int) -> dict:
     from searchr1.rollout.types import Trajectory
 
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                         tie_word_embeddings=True))
+    model_base = rss_mb()
+    mcfg = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(mcfg)
+    kl = "0.001" if algo == "ppo" else "0"
     cfg = config_from_dict({}, ["model.path=unused", "device=cpu", f"output_dir={tempfile.mkdtemp()}",
-                                "algorithm.name=reinforce", "algorithm.group_size=1", "algorithm.kl_coef=0",
+                                f"algorithm.name={algo}", "algorithm.group_size=1", f"algorithm.kl_coef={kl}",
                                 "algorithm.skip_zero_adv=false", "data.batch_size=1", "data.mini_batch_size=1",
-                                "data.micro_batch_size=1", f"actor.logprob_chunk_size={chunk}", "total_steps=1"])
+                                "data.micro_batch_size=1", f"actor.logprob_chunk_size={chunk}", "total_steps=1",
+                                f"model.gradient_checkpointing={str(checkpointing).lower()}"])
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     learner = Learner(cfg, model, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
-    traj = Trajectory(prompt_ids=torch.randint(0, VOCAB, (24,), generator=g).tolist(),
-                      response_ids=torch.randint(0, VOCAB, (tokens,), generator=g).tolist(),
+    traj = Trajectory(prompt_ids=torch.randint(0, vocab, (24,), generator=g).tolist(),
+                      response_ids=torch.randint(0, vocab, (tokens,), generator=g).tolist(),
                       response_mask=[1] * tokens, group_id=0)
     batch = collate([traj], [1.0])
     base, t0 = rss_mb(), time.perf_counter()
     learner.prepare(batch)
-    batch.advantages = batch.policy_mask.float()
+    if algo != "ppo":
+        batch.advantages = batch.policy_mask.float()
     m = learner.update(batch, seed=0)
-    return {"chunk": chunk, "tokens": tokens, "base_mb": base, "peak_mb": peak_rss_mb(),
+    return {"chunk": chunk, "tokens": tokens, "model_base_mb": model_base, "base_mb": base, "peak_mb": peak_rss_mb(),
             "step_growth_mb": peak_rss_mb() - base, "seconds": time.perf_counter() - t0,
-            "grad_norm": m["actor/grad_norm"]}
+            "grad_norm": m["actor/grad_norm"], "model_config": mcfg.to_dict()}
 
 
 def measure(tokens: int, chunk: int) -> dict:
@@ -87,5 +96,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         print(json.dumps(child(int(sys.argv[2]), int(sys.argv[3]))))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--child-json":     # keyword arguments of child() as JSON
+        print(json.dumps(child(**json.loads(sys.argv[2]))))
     else:
         main()
