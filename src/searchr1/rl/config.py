@@ -83,6 +83,25 @@ class ActorConfig:
 
 
 @dataclass
+class DistributedConfig:
+    strategy: str = "ddp"
+    """ddp: every rank holds the whole policy, reference, critic and optimizer state (gradients summed
+    with all_reduce); fsdp: FSDP2 shards them over the ranks per decoder layer (rl/fsdp.py; launch with
+    torchrun). Both give the single-process update on the global batch."""
+    mixed_precision: bool = False
+    """fsdp: bf16 compute and all-gathers, fp32 sharded parameters and gradient reductions."""
+    cpu_offload: bool = False
+    """fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory."""
+
+    def __post_init__(self):
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"distributed.strategy={self.strategy!r}: use ddp or fsdp")
+        if self.strategy == "ddp" and (self.mixed_precision or self.cpu_offload):
+            raise ValueError("distributed.mixed_precision / distributed.cpu_offload apply to FSDP only: set "
+                             "distributed.strategy=fsdp (under ddp use model.bf16_autocast)")
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = "grpo"
     """ppo (GAE with a critic) | grpo (group-relative) | rloo (leave-one-out) | reinforce (batch-mean baseline)."""
@@ -374,6 +393,7 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     guards: GuardConfig = field(default_factory=GuardConfig)

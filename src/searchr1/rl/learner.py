@@ -41,6 +41,7 @@ from searchr1.rl import distributed as D
 from searchr1.rl.batch import Batch, autocast_ctx, forward_logprobs, forward_mode, response_logprobs
 from searchr1.rl.config import AlgorithmConfig, TrainConfig
 from searchr1.rl.critic import ValueModel, forward_values
+from searchr1.rl.fsdp import local_value, reshard, shard_model
 from searchr1.rl.lm_head import hidden_unsupported
 
 
@@ -111,6 +112,12 @@ class Learner:
         self.critic = critic
         if self.algo.name == "ppo" and critic is None:
             self.critic = ValueModel.from_policy(self._base_model()).to(device)
+        self.chunk = self._chunk_size()
+        self.fsdp = cfg.distributed.strategy == "fsdp"
+        if self.fsdp:   # after the reference and critic copies, before the optimizers see the parameters
+            for m in (self.policy, self.ref, self.critic):
+                if m is not None:
+                    shard_model(m, cfg.distributed.mixed_precision, cfg.distributed.cpu_offload)
         o = cfg.optimizer
         params = [p for p in policy.parameters() if p.requires_grad]
         fused = True if o.fused else None    # None: torch picks its default (for-each) implementation
@@ -130,7 +137,6 @@ class Learner:
         self.consecutive_skips = 0
         self.temperature = cfg.rollout.temperature if cfg.rollout.do_sample else 1.0
         self.train_mode, self.eval_mode = self._forward_modes()
-        self.chunk = self._chunk_size()
 
     def _forward_modes(self) -> tuple[str, str]:
         """The teacher-forced path of the training pass and of the no-grad (reference / old
@@ -162,20 +168,33 @@ class Learner:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        s = {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "kl_coef": self.kl_ctl.value,
-             "skipped_updates": self.skipped_updates}
+        """Optimizer (unless sharded: :meth:`sharded_state` holds it), scheduler, KL and counters."""
+        s = {"sched": self.sched.state_dict(), "kl_coef": self.kl_ctl.value, "skipped_updates": self.skipped_updates}
+        if not self.fsdp:
+            s["opt"] = self.opt.state_dict()
         if self.copt is not None:
-            s["copt"], s["csched"] = self.copt.state_dict(), self.csched.state_dict()
+            s["csched"] = self.csched.state_dict()
+            if not self.fsdp:
+                s["copt"] = self.copt.state_dict()
         return s
 
+    def sharded_state(self) -> dict:
+        """(model, optimizer) pairs for ``fsdp.save_sharded`` / ``load_sharded``."""
+        out = {"policy": (self.policy, self.opt)}
+        if self.critic is not None:
+            out["critic"] = (self.critic, self.copt)
+        return out
+
     def load_state_dict(self, s: dict) -> None:
-        self.opt.load_state_dict(s["opt"])
+        if "opt" in s:
+            self.opt.load_state_dict(s["opt"])
         self.sched.load_state_dict(s["sched"])
         self.kl_ctl.value = float(s["kl_coef"])
         self.skipped_updates = int(s["skipped_updates"])
-        if self.copt is not None and "copt" in s:
-            self.copt.load_state_dict(s["copt"])
+        if self.copt is not None and "csched" in s:
             self.csched.load_state_dict(s["csched"])
+            if "copt" in s:
+                self.copt.load_state_dict(s["copt"])
 
     # ------------------------------------------------------------------ prepare
     def _on_policy(self) -> bool:
@@ -223,6 +242,8 @@ class Learner:
             else:
                 seq = ca.reinforce_baseline_advantages(batch.scores)
             batch.advantages = ca.broadcast_to_tokens(seq, mask)
+        if self.fsdp:   # no-grad passes leave the root units gathered; the training pass must start sharded
+            reshard(m for m in (self.policy, self.ref, self.critic) if m is not None)
         return metrics
 
     # ------------------------------------------------------------------ update
@@ -232,9 +253,10 @@ class Learner:
         return [c for c in torch.tensor_split(order, k) if len(c)]
 
     def _finish(self, opt, params, losses_finite: bool) -> tuple[bool, float]:
-        D.all_reduce_grads(params)
+        if not self.fsdp:   # FSDP reduce-scattered (summed) the gradients in the backward pass
+            D.all_reduce_grads(params)
         max_norm = self.cfg.optimizer.max_grad_norm
-        gn = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        gn = local_value(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf")))
         ok = losses_finite and bool(torch.isfinite(gn))
         ok = bool(D.all_sum(torch.tensor(float(not ok))) == 0)   # every rank skips together
         if ok:
