@@ -18,6 +18,7 @@ own shards, and a checkpoint loads at any world size, also into an unsharded sin
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -28,6 +29,9 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_state_dict)
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 from torch.distributed.tensor import DTensor
+
+from searchr1.errors import ConfigError
+from searchr1.rl.config import TrainConfig
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -93,6 +97,21 @@ def copy_full_weights(src: nn.Module, dst: nn.Module) -> None:
     missing, unexpected = dst.load_state_dict(full_state_dict(src), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise RuntimeError(f"rollout copy and policy differ: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def rollout_copy(cfg: TrainConfig, policy, world_size: int):
+    """Under ``distributed.strategy=fsdp``: an unsharded copy of ``policy`` for generation and export
+    (None otherwise). Every rank must run the same number of sharded forwards, so the batch must split
+    evenly over the ranks."""
+    if cfg.distributed.strategy != "fsdp":
+        return None
+    if cfg.recipe != "rl":
+        raise ConfigError(f"distributed.strategy=fsdp trains recipe=rl only (PPO/GRPO/RLOO/REINFORCE); run "
+                          f"recipe={cfg.recipe} with distributed.strategy=ddp")
+    if cfg.data.batch_size % world_size:
+        raise ConfigError(f"distributed.strategy=fsdp: data.batch_size={cfg.data.batch_size} does not split "
+                          f"evenly over {world_size} ranks (every rank must run the same passes); use a multiple")
+    return copy.deepcopy(policy)
 
 
 def _states(models: dict[str, tuple[nn.Module, torch.optim.Optimizer | None]]) -> dict:

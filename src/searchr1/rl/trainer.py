@@ -15,7 +15,6 @@ what the uninterrupted run would have sampled.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -28,7 +27,7 @@ import torch
 
 from searchr1.data.load import load_qa
 from searchr1.data.prompts import apply_chat_template, make_prompt
-from searchr1.errors import ConfigError, SearchR1Error
+from searchr1.errors import SearchR1Error
 from searchr1.rewards import compute_score, segments_from_mask
 from searchr1.rl import checkpoint as ckpt
 from searchr1.rl import distributed as D
@@ -168,7 +167,7 @@ class Trainer:
                                                  self.train_examples, self.val_examples, self.device)
         self.policy = wrap_policy(policy.to(self.device), cfg.model)
         # fsdp: the rollout generates on a full copy, refreshed from the shards before each rollout
-        self.rollout_model = fsdp_rollout_copy(cfg, self.policy, self.dist.world_size)
+        self.rollout_model = fsdp.rollout_copy(cfg, self.policy, self.dist.world_size)
         self.make_backend = make_backend or self._default_backend
         self._hf_backend = None
         # reward_fn(trajs, examples) -> (scores, mean components); default: compute_score on the answer
@@ -463,18 +462,6 @@ def public_config(cfg: TrainConfig) -> dict:
     if d["data"].get("retriever_token"):
         d["data"]["retriever_token"] = "<redacted>"
     return d
-
-
-def fsdp_rollout_copy(cfg: TrainConfig, policy, world_size: int):
-    """Under ``distributed.strategy=fsdp``: an unsharded copy of ``policy`` for generation and export
-    (None otherwise). Every rank must run the same number of sharded forwards, so the batch must split
-    evenly over the ranks."""
-    if cfg.distributed.strategy != "fsdp":
-        return None
-    if cfg.data.batch_size % world_size:
-        raise ConfigError(f"distributed.strategy=fsdp: data.batch_size={cfg.data.batch_size} does not split "
-                          f"evenly over {world_size} ranks (every rank must run the same passes); use a multiple")
-    return copy.deepcopy(policy)
 
 
 def _hf_backend(model, tokenizer):
