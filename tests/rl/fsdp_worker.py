@@ -57,7 +57,8 @@ def config(spec: dict):
             "total_steps=10", f"actor.logprob_chunk_size={spec.get('chunk', 0)}",
             f"model.lora_rank={spec.get('lora', 0)}", f"distributed.strategy={spec.get('strategy', 'ddp')}",
             f"distributed.mixed_precision={str(spec.get('mp', False)).lower()}",
-            f"distributed.cpu_offload={str(spec.get('offload', False)).lower()}"]
+            f"distributed.cpu_offload={str(spec.get('offload', False)).lower()}",
+            f"model.gradient_checkpointing={str(spec.get('gc', False)).lower()}"]
     if algo == "grpo":
         over.append("algorithm.kl_in=loss")
     return config_from_dict({}, over)

@@ -54,9 +54,9 @@ def _same_metrics(ma, mb, tol=1e-5):
                 assert abs(a[k] - b[k]) <= tol * max(1.0, abs(a[k])), (k, a[k], b[k])
 
 
-@pytest.mark.parametrize("spec", [{"algo": "grpo"}, {"algo": "ppo", "chunk": 3}, {"algo": "grpo", "lora": 4, "chunk": 5},
-                                  {"algo": "ppo", "offload": True}],
-                         ids=["grpo", "ppo-chunked", "grpo-lora-chunked", "ppo-cpu-offload"])
+@pytest.mark.parametrize("spec", [{"algo": "grpo"}, {"algo": "ppo", "chunk": 3},
+                                  {"algo": "grpo", "lora": 4, "chunk": 5, "gc": True}, {"algo": "ppo", "offload": True}],
+                         ids=["grpo", "ppo-chunked", "grpo-lora-chunked-checkpointing", "ppo-cpu-offload"])
 def test_fsdp_update_equals_single_process(tmp_path, spec):
     spec = {**spec, "steps": 2}
     single = _single(tmp_path, "single", {k: v for k, v in spec.items() if k != "offload"})   # ddp has no offload

@@ -10,7 +10,8 @@ the Hugging Face cache), never the weights. Per GPU it counts, in the training p
   or ``--seq-len``), with or without per-layer checkpointing;
 * the logits of the log-prob computation: all response positions (``actor.logprob_chunk_size=0``)
   or one chunk of them (several float32 copies: logits, softmax, their gradient);
-* FSDP's all-gathered units (the root's embeddings and two decoder layers, prefetch included);
+* FSDP's all-gathered units (the root's embeddings and two decoder layers, prefetch included) and,
+  under fsdp, the unsharded copy of the policy the HF rollout generates on (resident on every rank);
 
 and, in the rollout phase, the HF backend's KV cache for this GPU's rows. Sharded states divide
 by ``--gpus`` under fsdp; fsdp+offload keeps them in CPU memory. The activation and logits
@@ -171,6 +172,8 @@ def estimate(shape: ModelShape, w: Workload, strategy: str, gpus: int, lora: boo
     out["activations"] = activations(shape, w, w.checkpointing)
     out["logits"] = logits_bytes(shape, w, w.chunk)
     out["fsdp_gather"] = 0.0 if strategy == "ddp" else (shape.root_params() + 2 * shape.layer_params()) * w.act_bytes
+    # fsdp: the HF rollout generates on an unsharded copy of the policy, resident on every rank
+    out["rollout_copy"] = 0.0 if strategy == "ddp" else shape.params() * w.param_bytes
     train = sum(out.values())
     kv = w.rollout_rows * w.seq_len * shape.layers * 2 * shape.kv_heads * shape.head_dim * w.act_bytes
     out["rollout_kv_cache"] = kv
@@ -258,7 +261,7 @@ def format_plan(rows: dict[str, dict[str, float]], tips: list[str], shape: Model
                 gpus: int, gpu_memory_gb: float, name: str) -> str:
     budget = USABLE * gpu_memory_gb * GiB
     keys = ["params", "grads", "optimizer", "reference", "critic", "activations", "logits", "fsdp_gather",
-            "train_phase", "rollout_kv_cache", "rollout_phase", "peak", "cpu_offloaded"]
+            "rollout_copy", "train_phase", "rollout_kv_cache", "rollout_phase", "peak", "cpu_offloaded"]
     lines = [f"{name}: {shape.params() / 1e9:.2f} B parameters, {shape.layers} layers, hidden {shape.hidden}, "
              f"vocab {shape.vocab}; {gpus} GPU(s) x {gpu_memory_gb:g} GiB (plans fill at most {USABLE:.0%})",
              f"micro-batch {w.micro_batch} x {w.seq_len} tokens, activation checkpointing "
