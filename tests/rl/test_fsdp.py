@@ -138,3 +138,15 @@ def test_trainer_under_fsdp_resumes_exactly_and_exports_a_plain_model(tmp_path):
     assert greedy[0, ids.shape[1]:].tolist() == straight["greedy"]
     init = straight["init"]
     assert max(float((init[k] - straight["policy"][k]).abs().max()) for k in init) > 1e-3   # it trained
+
+
+def test_unreadable_sharded_checkpoint_is_a_checkpoint_error(tmp_path, tiny):
+    from searchr1.rl.checkpoint import CheckpointError
+    from searchr1.rl.fsdp import load_sharded
+
+    model, _ = tiny
+    opt = torch.optim.AdamW(model.parameters())
+    (tmp_path / "sharded").mkdir()
+    (tmp_path / "sharded" / ".metadata").write_bytes(b"torn")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_sharded(tmp_path / "sharded", {"policy": (model, opt)})

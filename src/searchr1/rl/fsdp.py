@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
                                                      set_state_dict)
@@ -31,6 +32,7 @@ from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionP
 from torch.distributed.tensor import DTensor
 
 from searchr1.errors import ConfigError
+from searchr1.rl.checkpoint import CheckpointError
 from searchr1.rl.config import TrainConfig
 
 
@@ -114,27 +116,25 @@ def rollout_copy(cfg: TrainConfig, policy, world_size: int):
     return copy.deepcopy(policy)
 
 
-def _states(models: dict[str, tuple[nn.Module, torch.optim.Optimizer | None]]) -> dict:
+def _states(models: dict[str, tuple[nn.Module, torch.optim.Optimizer]]) -> dict:
     out = {}
     for name, (model, opt) in models.items():
-        if opt is None:
-            out[name] = get_model_state_dict(model)
-        else:
-            out[name], out[name + "_optim"] = get_state_dict(model, opt)
+        out[name], out[name + "_optim"] = get_state_dict(model, opt)
     return out
 
 
-def save_sharded(directory: str | Path, models: dict[str, tuple[nn.Module, torch.optim.Optimizer | None]]) -> None:
+def save_sharded(directory: str | Path, models: dict[str, tuple[nn.Module, torch.optim.Optimizer]]) -> None:
     """Every rank writes its shards of each (model, optimizer) to ``directory`` (collective)."""
     dcp.save(_states(models), checkpoint_id=str(directory))
 
 
-def load_sharded(directory: str | Path, models: dict[str, tuple[nn.Module, torch.optim.Optimizer | None]]) -> None:
-    """Load :func:`save_sharded`'s ``directory`` into ``models`` in place, at this run's world size."""
+def load_sharded(directory: str | Path, models: dict[str, tuple[nn.Module, torch.optim.Optimizer]]) -> None:
+    """Load :func:`save_sharded`'s ``directory`` into ``models`` in place, at this run's world size
+    (sharded or not); an unreadable directory raises :class:`~searchr1.rl.checkpoint.CheckpointError`."""
     state = _states(models)
-    dcp.load(state, checkpoint_id=str(directory))
+    try:
+        dcp.load(state, checkpoint_id=str(directory))
+    except (CheckpointException, OSError, RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{directory} is unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
     for name, (model, opt) in models.items():
-        if opt is None:
-            set_state_dict(model, [], model_state_dict=state[name], optim_state_dict={})
-        else:
-            set_state_dict(model, opt, model_state_dict=state[name], optim_state_dict=state[name + "_optim"])
+        set_state_dict(model, opt, model_state_dict=state[name], optim_state_dict=state[name + "_optim"])
