@@ -3,8 +3,8 @@
 A 2-layer Qwen2 (hidden 64) with Qwen's 151,936-token vocabulary, one row of a 24-token prompt and a
 1,000-token response, fp32 on CPU: the logits dominate, as they do for a 3B model at 4k tokens.
 Each setting runs in a fresh subprocess; the figure is the growth of the process's peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) during ``Learner.prepare`` + ``Learner.update``
-over its RSS just before (model, optimizer and batch built). Prints ``BENCH`` lines.
+(``VmHWM``, reset just before the update) during ``Learner.prepare`` + ``Learner.update`` over its
+RSS just before (model, optimizer and batch built). Prints ``BENCH`` lines.
 
 Env: ``BENCH_LOGPROB_TOKENS`` (response length, default 1000), ``BENCH_LOGPROB_CHUNK`` (default 128).
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -27,8 +26,19 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (MiB; ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process (MiB): ``VmHWM``, which starts afresh at ``exec`` and at
+    :func:`reset_peak` (``ru_maxrss`` would carry the parent's peak over fork + exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise OSError("/proc/self/status has no VmHWM line; this benchmark needs Linux")
+
+
+def reset_peak() -> None:
+    """Set the peak RSS to the current RSS (Linux >= 4.0: ``5`` to /proc/self/clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def child(tokens: int, chunk: int, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
@@ -64,6 +74,7 @@ def child(tokens: int, chunk: int, hidden: int = 64, layers: int = 2, vocab: int
                       response_ids=torch.randint(0, vocab, (tokens,), generator=g).tolist(),
                       response_mask=[1] * tokens, group_id=0)
     batch = collate([traj], [1.0])
+    reset_peak()
     base, t0 = rss_mb(), time.perf_counter()
     learner.prepare(batch)
     if algo != "ppo":
