@@ -71,6 +71,39 @@ class ModelConfig:
 
 
 @dataclass
+class ActorConfig:
+    logprob_chunk_size: int = 0
+    """0 = log-probs and entropy from the full (micro-batch, length, vocab) logits; N > 0 = from the last
+    hidden states, projected to the vocabulary N positions at a time (forward and backward), so memory
+    does not grow with vocab x length: same values and gradients (rl/lm_head.py). Models whose logits
+    are not lm_head(hidden) (soft-capping, copy heads) keep the full logits, with a log line."""
+
+    def __post_init__(self):
+        if self.logprob_chunk_size < 0:
+            raise ValueError(f"actor.logprob_chunk_size={self.logprob_chunk_size}: use 0 (full logits) or a "
+                             "positive number of positions per chunk, e.g. 1024")
+
+
+@dataclass
+class DistributedConfig:
+    strategy: str = "ddp"
+    """ddp: every rank holds the whole policy, reference, critic and optimizer state (gradients summed
+    with all_reduce); fsdp: FSDP2 shards them over the ranks per decoder layer (rl/fsdp.py; launch with
+    torchrun). Both give the single-process update on the global batch."""
+    mixed_precision: bool = False
+    """fsdp: bf16 compute and all-gathers, fp32 sharded parameters and gradient reductions."""
+    cpu_offload: bool = False
+    """fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory."""
+
+    def __post_init__(self):
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"distributed.strategy={self.strategy!r}: use ddp or fsdp")
+        if self.strategy == "ddp" and (self.mixed_precision or self.cpu_offload):
+            raise ValueError("distributed.mixed_precision / distributed.cpu_offload apply to FSDP only: set "
+                             "distributed.strategy=fsdp (under ddp use model.bf16_autocast)")
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = "grpo"
     """ppo (GAE with a critic) | grpo (group-relative) | rloo (leave-one-out) | reinforce (batch-mean baseline)."""
@@ -381,6 +414,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)

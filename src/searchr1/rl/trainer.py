@@ -31,6 +31,7 @@ from searchr1.errors import SearchR1Error
 from searchr1.rewards import compute_score, segments_from_mask
 from searchr1.rl import checkpoint as ckpt
 from searchr1.rl import distributed as D
+from searchr1.rl import fsdp
 from searchr1.rl.batch import collate
 from searchr1.rl.cold_start import cold_start
 from searchr1.rl.config import TrainConfig, config_to_dict
@@ -165,6 +166,8 @@ class Trainer:
             policy, self.cold_start_report = cold_start(cfg, policy.to(self.device), tokenizer, self.retriever,
                                                  self.train_examples, self.val_examples, self.device)
         self.policy = wrap_policy(policy.to(self.device), cfg.model)
+        # fsdp: the rollout generates on a full copy, refreshed from the shards before each rollout
+        self.rollout_model = fsdp.rollout_copy(cfg, self.policy, self.dist.world_size)
         self.make_backend = make_backend or self._default_backend
         self._hf_backend = None
         # reward_fn(trajs, examples) -> (scores, mean components); default: compute_score on the answer
@@ -222,11 +225,20 @@ class Trainer:
     def rollout(self, examples, group_ids, seed: int | None, greedy: bool = False):
         """Trajectories for ``examples`` (already repeated G times) and the engine timings."""
         rcfg = dataclasses.replace(self.cfg.rollout, seed=seed, do_sample=not greedy and self.cfg.rollout.do_sample)
-        engine = RolloutEngine(self.make_backend(self.policy, self.tokenizer), self.retriever, self.tokenizer, rcfg)
+        engine = RolloutEngine(self.make_backend(self._full_policy(), self.tokenizer), self.retriever,
+                               self.tokenizer, rcfg)
         self.policy.eval()
         with torch.no_grad():
             trajs = engine.run(self.prompts_for(examples), [ex.id for ex in examples], group_ids)
         return trajs, dict(engine.timings)
+
+    def _full_policy(self):
+        """The policy with full weights: itself, or under fsdp the rollout copy after gathering the
+        shards into it (collective: every rank calls it)."""
+        if self.rollout_model is None:
+            return self.policy
+        fsdp.copy_full_weights(self.policy, self.rollout_model)
+        return self.rollout_model.eval()
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
@@ -300,14 +312,19 @@ class Trainer:
         return self.out / "checkpoints"
 
     def save(self) -> Path | None:
+        sharded = None
+        if self.learner.fsdp:   # every rank writes its shards, then rank 0 completes the checkpoint
+            sharded = self.ckpt_root / f".tmp_sharded_step_{self.step:06d}"
+            fsdp.save_sharded(sharded, self.learner.sharded_state())
+        export = self._full_policy()
         if self.dist.is_main:
             state = {"step": self.step, "sampler": {"epoch": self.sampler.epoch, "cursor": self.sampler.cursor},
                      "learner": self.learner.state_dict(), "rng": ckpt.rng_state()}
             if self.search_guard is not None:
                 state["search_guard"] = self.search_guard.state_dict()
-            critic = self.learner.critic if self.cfg.checkpoint.save_critic else None
-            path = ckpt.save_checkpoint(self.ckpt_root, self.step, self.policy, self.tokenizer, state, critic,
-                                        self.cfg.checkpoint.keep_last, run_id=self.run_id)
+            critic = self.learner.critic if self.cfg.checkpoint.save_critic and sharded is None else None
+            path = ckpt.save_checkpoint(self.ckpt_root, self.step, export, self.tokenizer, state, critic,
+                                        self.cfg.checkpoint.keep_last, run_id=self.run_id, sharded=sharded)
         else:
             path = None
         D.barrier()
@@ -340,7 +357,10 @@ class Trainer:
 
     def _load_checkpoint(self, path: Path) -> int:
         state = ckpt.load_state(path)
-        load_weights(self.policy, path / "policy", lora=self.cfg.model.lora_rank > 0)
+        if (path / "sharded").is_dir():   # written under fsdp; loads at any world size and strategy
+            fsdp.load_sharded(path / "sharded", self.learner.sharded_state())
+        else:
+            load_weights(self.policy, path / "policy", lora=self.cfg.model.lora_rank > 0)
         if self.learner.critic is not None and (path / "critic").is_dir():
             load_weights(self.learner.critic.lm, path / "critic")
             self.learner.critic.load_head(path / "critic")
@@ -397,8 +417,9 @@ class Trainer:
                 val_log.append({"step": self.step, **val})
             if not self.stop_reason and not (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0):
                 self.save()
+            final = self._full_policy()
             if self.log_to_disk:
-                save_final(self.policy, self.tokenizer, self.out / "final", lora=cfg.model.lora_rank > 0)
+                save_final(final, self.tokenizer, self.out / "final", lora=cfg.model.lora_rank > 0)
         finally:
             tracker.close()
         if self.log_to_disk:
