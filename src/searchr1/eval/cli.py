@@ -12,7 +12,8 @@ from searchr1.eval.ask import LivePrinter, ask, ask_agent, print_json
 from searchr1.eval.manifest import compare_manifests, coverage, dataset_protocol, load_manifest
 from searchr1.eval.runner import EvalConfig, evaluate
 from searchr1.errors import UsageError
-from searchr1.eval.setup import DEMO_INDEX, default_index, make_generator, make_retriever
+from searchr1.eval.setup import (BACKENDS, DEMO_INDEX, check_backend, default_index, make_generator, make_retriever,
+                                 make_rollout_backend)
 from searchr1.eval.types import EvalContext
 from searchr1.eval.wiki_qa import write_wiki_qa
 from searchr1.models.generate import Decoding
@@ -83,6 +84,9 @@ def _add_model_args(p) -> None:
     p.add_argument("--openai-model", default=None, help="model name at --openai-base")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--backend", default="hf", choices=BACKENDS,
+                   help="what decodes the rollout-engine methods (search-r1, search-o1, ask): hf (the project's "
+                        "loop) or vllm (a vLLM engine on the same checkpoint; `make install-vllm` on CPU)")
 
 
 def _add_retriever_args(p) -> None:
@@ -117,6 +121,7 @@ def run_eval(args) -> int:
                         max_new_tokens=args.max_new_tokens,
                         method_options={"search-r1": {"template": args.template,
                                                       "chat_template": args.chat_template == "auto"}})
+    check_backend(args.backend, tuple(config.methods), api=bool(args.openai_base or args.openai_model))
     datasets, infos = {}, []
     for src in args.data:
         split = args.split or ("test" if Path(src).is_dir() else None)
@@ -130,11 +135,12 @@ def run_eval(args) -> int:
     retriever, retriever_info = make_retriever(args.index, args.server, args.token, args.search_failures)
     bundle = make_generator(args.model, args.openai_base, args.openai_model, device=args.device,
                             dtype=args.dtype, revision=args.revision, batch_size=args.batch_size)
+    rollout_backend = make_rollout_backend(args.backend, bundle, tuple(config.methods))
     ctx = EvalContext(generator=bundle.generator, retriever=retriever, topk=args.topk,
                       decoding=Decoding(temperature=args.temperature,
                                         seed=args.seed),
                       max_turns=args.max_turns, ircot_steps=args.ircot_steps,
-                      model=bundle.model, tokenizer=bundle.tokenizer)
+                      model=bundle.model, tokenizer=bundle.tokenizer, rollout_backend=rollout_backend)
 
     def progress(p):
         console.print(f"[dim]{p.line()}[/dim]")
@@ -170,6 +176,7 @@ def run_ask(args) -> int:
         elif result["answer"] is None:
             console.print(f"[yellow]no answer[/] ({result['finish_reason']})")
         return 0
+    check_backend(args.backend, api=bool(args.openai_base or args.openai_model))
     index = default_index(args.index, args.server)
     retriever, _ = make_retriever(index, args.server, args.token, args.search_failures)
     if retriever is None:
@@ -179,11 +186,12 @@ def run_ask(args) -> int:
         console.print(f"[dim]index: {index} (the demo's)[/dim]")
     bundle = make_generator(args.model, args.openai_base, args.openai_model, device=args.device,
                             dtype=args.dtype, revision=args.revision, batch_size=1)
+    rollout_backend = make_rollout_backend(args.backend, bundle)
     if not args.json:
         console.print(f"[dim]model: {bundle.info.get('name')}[/dim]")
     ctx = EvalContext(generator=bundle.generator, retriever=retriever, topk=args.topk,
                       decoding=Decoding(max_new_tokens=args.max_new_tokens), max_turns=args.max_turns,
-                      model=bundle.model, tokenizer=bundle.tokenizer)
+                      model=bundle.model, tokenizer=bundle.tokenizer, rollout_backend=rollout_backend)
     result = ask(args.question, ctx, live=None if args.json else LivePrinter(console), template=args.template)
     if args.json:
         print_json(result)
