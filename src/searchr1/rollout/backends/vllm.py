@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 
@@ -94,6 +95,7 @@ class VLLMBackend:
         if kv_cache_gib is not None:
             llm_kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         llm_kwargs.setdefault("logprobs_mode", "processed_logprobs")
+        _shield_llvmlite_from_kernel_scan()
         self.llm = vllm.LLM(model=str(model), enable_prefix_caching=True, dtype=dtype,
                             gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=self.sleep_mode,
                             **llm_kwargs)
@@ -147,6 +149,20 @@ class VLLMBackend:
         if self.sleeping:
             self.llm.wake_up()
             self.sleeping = False
+
+
+def _shield_llvmlite_from_kernel_scan() -> None:
+    """Let vLLM's CPU worker start in a process where llvmlite (numba) has loaded its library.
+
+    Without Triton, vLLM's CPU platform rebinds kernels by scanning every module attribute and reading
+    ``vars(value).get("kernel")``. ``llvmlite.binding.ffi.lib`` answers any attribute, ``__dict__``
+    included, with a ctypes function wrapper, so that scan fails with ``'_lib_fn_wrapper' object has no
+    attribute 'get'``. The wrapper looks names up in its ``_fntab`` first: an empty ``__dict__`` entry
+    there (no C symbol has that name) makes the scan see an object without a ``kernel``."""
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    table = getattr(getattr(ffi, "lib", None), "_fntab", None)
+    if isinstance(table, dict):
+        table.setdefault("__dict__", {})
 
 
 def _refresh_cpu_lm_heads(model: torch.nn.Module) -> None:
