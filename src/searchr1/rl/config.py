@@ -23,7 +23,7 @@ import yaml
 from searchr1.errors import ConfigError
 from searchr1.rewards.score import KINDS as REWARD_KINDS
 from searchr1.rl.core_algos import AGG_MODES, KL_KINDS
-from searchr1.rollout.backends.vllm import INSTALL_HINT, vllm_available
+from searchr1.rollout.backends.vllm import INSTALL_HINT, VLLMConfig, vllm_available
 from searchr1.rollout.config import RolloutConfig
 
 ALGORITHMS = ("ppo", "grpo", "rloo", "reinforce")
@@ -67,40 +67,6 @@ class ModelConfig:
             raise ValueError(f"model.dtype={self.dtype!r}: use float32 or bfloat16")
         if self.lora_rank < 0:
             raise ValueError(f"model.lora_rank={self.lora_rank}: use 0 (full fine-tuning) or a positive rank")
-
-
-VLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-@dataclass
-class VLLMConfig:
-    """Settings of the vLLM engine (``rollout.backend=vllm``): one engine for the whole run, in the trainer's
-    process, its weights pushed from the policy before each rollout that follows an update."""
-
-    gpu_memory_utilization: float = 0.5
-    """Share of the GPU's memory vLLM may take (weights + KV cache); the rest is the trainer's. Ignored on CPU."""
-    enable_sleep_mode: bool = False
-    """GPU: release the KV cache and offload the weights while the trainer updates (vLLM sleep level 1).
-    vLLM's CPU build has no sleep mode: there it is skipped with a log line."""
-    dtype: str = "auto"
-    """Engine dtype: auto (= model.dtype, so engine and trainer log-probs agree) | float32 | bfloat16 | float16."""
-    max_model_len: int | None = None
-    """Context length the engine allocates for; None = the model's. Must hold rollout.max_total_tokens."""
-    enforce_eager: bool = False
-    """Skip torch.compile and CUDA graphs: a faster start (minutes on CPU), slower decoding."""
-    kv_cache_gib: float | None = None
-    """KV cache size in GiB; None = vLLM's default (gpu_memory_utilization on GPU, $VLLM_CPU_KVCACHE_SPACE on CPU)."""
-
-    def __post_init__(self):
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError(f"rollout.vllm.gpu_memory_utilization={self.gpu_memory_utilization}: use a share in "
-                             "(0, 1], e.g. 0.5 (the trainer needs the rest)")
-        if self.dtype not in VLLM_DTYPES:
-            raise ValueError(f"rollout.vllm.dtype={self.dtype!r}: use one of {', '.join(VLLM_DTYPES)}")
-        if self.max_model_len is not None and self.max_model_len < 1:
-            raise ValueError(f"rollout.vllm.max_model_len={self.max_model_len}: use a positive length or null")
-        if self.kv_cache_gib is not None and self.kv_cache_gib <= 0:
-            raise ValueError(f"rollout.vllm.kv_cache_gib={self.kv_cache_gib}: use a positive size or null")
 
 
 ROLLOUT_BACKENDS = ("hf", "vllm")

@@ -222,7 +222,8 @@ class Trainer:
         if not hasattr(backend, "sync_weights"):
             return {}
         if self._engine_version == self.policy_version:
-            backend.wake_up()
+            if hasattr(backend, "wake_up"):
+                backend.wake_up()
             return {}
         seconds = backend.sync_weights(self.policy)
         self._engine_version = self.policy_version
@@ -501,15 +502,9 @@ def logprob_abs_diff(engine: torch.Tensor, trainer: torch.Tensor, policy_mask: t
 def _vllm_backend(cfg: TrainConfig) -> VLLMBackend:
     """One in-process vLLM engine on ``cfg.model.path`` (its weights are replaced by the policy's before the
     first rollout, so a cold start or a resumed checkpoint is what it samples)."""
-    v = cfg.rollout.vllm
-    kwargs = {"max_model_len": v.max_model_len} if v.max_model_len else {}
-    if cfg.model.trust_remote_code:
-        kwargs["trust_remote_code"] = True
     path = str(smollm2_dir()) if cfg.model.path in SMOLLM2_NAMES else cfg.model.path
-    return VLLMBackend(path, gpu_memory_utilization=v.gpu_memory_utilization, dtype=cfg.vllm_dtype,
-                       enable_sleep_mode=v.enable_sleep_mode, kv_cache_gib=v.kv_cache_gib,
-                       enforce_eager=v.enforce_eager, tokenizer=cfg.model.tokenizer or None,
-                       seed=cfg.seed, **kwargs)
+    return VLLMBackend.from_config(path, cfg.rollout.vllm, cfg.vllm_dtype, tokenizer=cfg.model.tokenizer or None,
+                                   trust_remote_code=cfg.model.trust_remote_code, seed=cfg.seed)
 
 
 def _hf_backend(model, tokenizer):

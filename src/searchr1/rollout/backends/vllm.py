@@ -29,11 +29,13 @@ and the reason is logged once.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -48,8 +50,6 @@ _IN_PROCESS = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
 def vllm_available() -> bool:
     """Whether ``import vllm`` can work here (the module is found; nothing is imported)."""
-    import importlib.util
-
     return importlib.util.find_spec("vllm") is not None
 
 
@@ -60,6 +60,41 @@ def _import_vllm():
     except ImportError as e:
         raise ImportError(f"vLLM cannot be imported ({e}): {INSTALL_HINT}") from e
     return vllm, TokensPrompt
+
+
+VLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class VLLMConfig:
+    """Settings of a trainer's vLLM engine (``rollout.vllm`` in the training config; ``rollout.backend=vllm``):
+    one engine for the whole run, in the trainer's process, its weights pushed from the policy before each
+    rollout that follows an update."""
+
+    gpu_memory_utilization: float = 0.5
+    """Share of the GPU's memory vLLM may take (weights + KV cache); the rest is the trainer's. Ignored on CPU."""
+    enable_sleep_mode: bool = False
+    """GPU: release the KV cache and offload the weights while the trainer updates (vLLM sleep level 1).
+    vLLM's CPU build has no sleep mode: there it is skipped with a log line."""
+    dtype: str = "auto"
+    """Engine dtype: auto (= model.dtype, so engine and trainer log-probs agree) | float32 | bfloat16 | float16."""
+    max_model_len: int | None = None
+    """Context length the engine allocates for; None = the model's. Must hold rollout.max_total_tokens."""
+    enforce_eager: bool = False
+    """Skip torch.compile and CUDA graphs: a faster start (minutes on CPU), slower decoding."""
+    kv_cache_gib: float | None = None
+    """KV cache size in GiB; None = vLLM's default (gpu_memory_utilization on GPU, $VLLM_CPU_KVCACHE_SPACE on CPU)."""
+
+    def __post_init__(self):
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"rollout.vllm.gpu_memory_utilization={self.gpu_memory_utilization}: use a share in "
+                             "(0, 1], e.g. 0.5 (the trainer needs the rest)")
+        if self.dtype not in VLLM_DTYPES:
+            raise ValueError(f"rollout.vllm.dtype={self.dtype!r}: use one of {', '.join(VLLM_DTYPES)}")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError(f"rollout.vllm.max_model_len={self.max_model_len}: use a positive length or null")
+        if self.kv_cache_gib is not None and self.kv_cache_gib <= 0:
+            raise ValueError(f"rollout.vllm.kv_cache_gib={self.kv_cache_gib}: use a positive size or null")
 
 
 class VLLMBackend:
@@ -99,6 +134,15 @@ class VLLMBackend:
         self.llm = vllm.LLM(model=str(model), enable_prefix_caching=True, dtype=dtype,
                             gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=self.sleep_mode,
                             **llm_kwargs)
+
+    @classmethod
+    def from_config(cls, model: str, cfg: VLLMConfig, dtype: str, **llm_kwargs) -> "VLLMBackend":
+        """The engine ``cfg`` describes on ``model``; ``dtype`` is the resolved one (``auto`` = the policy's)."""
+        if cfg.max_model_len:
+            llm_kwargs["max_model_len"] = cfg.max_model_len
+        return cls(model, gpu_memory_utilization=cfg.gpu_memory_utilization, dtype=dtype,
+                   enable_sleep_mode=cfg.enable_sleep_mode, kv_cache_gib=cfg.kv_cache_gib,
+                   enforce_eager=cfg.enforce_eager, **llm_kwargs)
 
     def open(self, prompts: Sequence[Sequence[int]], seed: int | None = None) -> "VLLMSession":
         if self.sleeping:
