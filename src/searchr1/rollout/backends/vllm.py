@@ -116,7 +116,7 @@ class VLLMBackend:
             if llm_kwargs or kv_cache_gib is not None:
                 raise ValueError(f"llm_kwargs {sorted(llm_kwargs)} are ignored for a ready LLM; build the LLM with them.")
             self.llm = model
-            self.sleep_mode = bool(model.llm_engine.vllm_config.model_config.enable_sleep_mode)
+            self.sleep_mode = bool(getattr(model.llm_engine.vllm_config.model_config, "enable_sleep_mode", False))
             return
         if os.environ.get(_IN_PROCESS, "0") != "0":
             raise ValueError(f"{_IN_PROCESS}={os.environ[_IN_PROCESS]}: the trainer pushes weights into an engine in "
