@@ -72,10 +72,12 @@ endif
 	$(VLLM_BIN)/python -c "import vllm, searchr1.rollout.backends.vllm; print('vllm', vllm.__version__)"
 	touch $(VLLM_STAMP)
 
-# the tests marked vllm (one engine per module; in-process, KV cache capped for the small test models)
+# the tests marked vllm (one engine per module; in-process, KV cache capped for the small test models).
+# Only their files are collected: .venv-vllm lacks the test-only extras of the rest of the suite.
+VLLM_TESTS ?= tests/rl/test_vllm_engine.py
 test-vllm: $(VLLM_STAMP)
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} \
-	  $(VLLM_BIN)/python -m pytest -q -x --timeout=1800 -m vllm $(PYTEST_ARGS)
+	  $(VLLM_BIN)/python -m pytest -q -x --timeout=1800 -m vllm $(PYTEST_ARGS) $(VLLM_TESTS)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs build .pytest_cache
