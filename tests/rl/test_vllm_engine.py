@@ -183,3 +183,30 @@ def test_search_r1_eval_on_vllm_matches_hf(fresh_engine, smol):
     assert len(preds["vllm"]) == 5
     for h, v in zip(preds["hf"], preds["vllm"]):
         assert (v.answer, v.response, v.searches, v.finish_reason) == (h.answer, h.response, h.searches, h.finish_reason)
+
+
+def test_eval_cli_backend_vllm_gives_the_hf_predictions(fresh_engine, tmp_path, monkeypatch):
+    """``searchr1 eval --backend vllm`` on 5 SearchWorld questions: the same greedy predictions as ``--backend hf``.
+    The CLI would build its own (compiled) engine on the checkpoint; here it gets the module's engine, and
+    the test checks what it asked for."""
+    from searchr1.cli import main
+    from searchr1.data.world import WorldConfig, generate_world
+    from searchr1.data.world_io import write_world
+    from searchr1.eval import setup
+    from searchr1.models.smollm2 import smollm2_dir
+    from searchr1.search.index import build_index
+
+    write_world(generate_world(WorldConfig(seed=0)), tmp_path / "world")
+    build_index(tmp_path / "world" / "corpus.jsonl", tmp_path / "index")
+    asked = []
+    monkeypatch.setattr(setup, "VLLMBackend", lambda path, dtype: asked.append((path, dtype)) or fresh_engine)
+    preds = {}
+    for backend in ("hf", "vllm"):
+        out = tmp_path / backend
+        assert main(["eval", "--backend", backend, "--methods", "search-r1", "--data", str(tmp_path / "world"),
+                     "--index", str(tmp_path / "index"), "--limit", "5", "--max-new-tokens", "48",
+                     "--model", "smollm2-135m", "--dtype", "float32", "--out", str(out)]) == 0
+        preds[backend] = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert asked == [(str(smollm2_dir()), "float32")]
+    assert len(preds["vllm"]) == 5
+    assert [(p["answer"], p["response"]) for p in preds["vllm"]] == [(p["answer"], p["response"]) for p in preds["hf"]]

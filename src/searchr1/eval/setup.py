@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchr1.errors import UsageError
-from searchr1.rollout.backends.vllm import INSTALL_HINT, vllm_available
+from searchr1.rollout.backends.vllm import INSTALL_HINT, VLLMBackend, vllm_available
 from searchr1.eval.manifest import index_protocol
 from searchr1.search.client import HTTPSearchClient
 from searchr1.search.guard import GuardedRetriever, startup_check
@@ -143,8 +143,6 @@ def make_rollout_backend(kind: str, bundle: GeneratorBundle, methods: tuple[str,
     check_backend(kind, methods, api=bundle.model is None)
     if kind == "hf":
         return None
-    from searchr1.rollout.backends.vllm import VLLMBackend
-
     path = bundle.info["name"]
     if path in SMOLLM2_NAMES:
         path = str(smollm2_dir())
