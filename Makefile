@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY ?= 1
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX := $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
 
-.PHONY: install install-vllm demo demo-real test test-vllm bench clean
+.PHONY: install install-vllm demo demo-real test test-browser test-vllm bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,23 @@ demo-real: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -x --timeout=900 $(PYTEST_ARGS)
+
+# the agent page in headless Chromium: chromium + chromium-driver from apt (as root, or with sudo), selenium
+# from the `browser` extra, then the tests marked `browser` (make test leaves them out). Locally a missing
+# browser skips them with the reason; under CI (CI set) an install that fails stops here.
+test-browser: $(STAMP)
+	$(BIN)/pip install -q -c $(VENV)/floors.txt -e '.[browser]'
+	@if ! command -v chromedriver >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || { sudo -n true 2>/dev/null && echo "sudo -n"; } || echo none); \
+	  if [ "$$SUDO" != none ] && command -v apt-get >/dev/null; then \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver \
+	    || { echo "make test-browser: apt-get install chromium chromium-driver failed" >&2; [ -z "$$CI" ] || exit 1; }; \
+	  else \
+	    echo "make test-browser: no chromedriver, and no apt-get with root or sudo to install it" >&2; \
+	    [ -z "$$CI" ] || exit 1; \
+	  fi; \
+	fi
+	$(BIN)/python -m pytest -q --timeout=900 -m browser tests/agent $(PYTEST_ARGS)
 
 # B=vllm runs in .venv-vllm (make install-vllm); every other benchmark in .venv
 bench: $(STAMP)
