@@ -72,8 +72,8 @@ def test_eval_make_retriever_with_web_and_cache(fake_web, tmp_path):
 
 
 def test_ask_replay_without_a_recording_fails_in_one_line(tmp_path, capsys):
-    argv = ["ask", "who wrote hamlet", "--backend", "web:serper", "--search-cache", str(tmp_path / "none.sqlite"),
-            "--search-cache-mode", "replay"]
+    argv = ["ask", "who wrote hamlet", "--search-backend", "web:serper",
+            "--search-cache", str(tmp_path / "none.sqlite"), "--search-cache-mode", "replay"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]

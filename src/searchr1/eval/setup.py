@@ -3,6 +3,8 @@
 * ``make_retriever(index=..., server=..., backend=..., cache=...)``: an in-process index, a retrieval
   server or a web search API, optionally behind the persistent search cache;
 * ``make_generator(model=..., openai_base=..., openai_model=...)``: a local model or an API;
+* ``make_rollout_backend("vllm", bundle)``: a vLLM engine on the generator's checkpoint for the
+  rollout-engine methods (``--backend vllm``);
 * ``default_model(runs="runs")``: the newest trained checkpoint under ``runs/``, else the
   embedded SmolLM2 (what ``searchr1 ask`` uses when ``--model`` is not given).
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchr1.errors import UsageError
+from searchr1.rollout.backends.vllm import INSTALL_HINT, VLLMBackend, vllm_available
 from searchr1.eval.manifest import index_protocol
 from searchr1.search import cache as search_cache
 from searchr1.search.cache import SearchCacheConfig
@@ -20,7 +23,7 @@ from searchr1.search.client import HTTPSearchClient
 from searchr1.search.guard import GuardedRetriever, startup_check
 from searchr1.search.index import load_retriever, read_index_meta
 from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
-from searchr1.models.smollm2 import SMOLLM2_NAMES
+from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2_dir
 
 
 @dataclass
@@ -45,7 +48,7 @@ def make_retriever(index: str | None = None, server: str | None = None, token: s
     searches in a row; ``record`` only counts them (the report and a re-run still see every failed search).
     """
     if sum(bool(x) for x in (index, server, backend)) > 1:
-        raise UsageError("pass one retriever: --index DIR, --server URL or --backend web:NAME.")
+        raise UsageError("pass one retriever: --index DIR, --server URL or --search-backend web:NAME.")
     if index:
         if not Path(index).is_dir():
             raise FileNotFoundError(f"index directory {index!r} does not exist; build it with `searchr1 index`.")
@@ -131,3 +134,38 @@ def make_generator(model: str | None = None, openai_base: str | None = None, ope
     m, tok = load_causal_lm(name, dtype=dtype, device=device, revision=revision)
     info = {**model_fingerprint(m, name, revision), "kind": "hf", "dtype": str(next(m.parameters()).dtype)}
     return GeneratorBundle(HFGenerator(m, tok, name=name, batch_size=batch_size), m, tok, info)
+
+
+BACKENDS = ("hf", "vllm")
+ENGINE_METHODS = ("search-r1", "search-o1")
+"""Methods that run the rollout engine, and so can run on ``--backend vllm`` (the others call the generator)."""
+
+
+def check_backend(kind: str, methods: tuple[str, ...] = ENGINE_METHODS, api: bool = False) -> None:
+    """Reject a ``--backend`` that cannot run these methods, before anything loads (UsageError)."""
+    if kind not in BACKENDS:
+        raise UsageError(f"--backend {kind}: use one of {', '.join(BACKENDS)}")
+    if kind == "hf":
+        return
+    if api:
+        raise UsageError("--backend vllm runs a local checkpoint (--model), not an OpenAI-compatible endpoint")
+    others = [m for m in methods if m not in ENGINE_METHODS]
+    if others:
+        raise UsageError(f"--backend vllm runs the rollout-engine methods ({', '.join(ENGINE_METHODS)}); "
+                         f"the others ({', '.join(others)}) call the generator: drop them from --methods or use --backend hf")
+    if not vllm_available():
+        raise UsageError(f"--backend vllm, but vLLM is not installed here: {INSTALL_HINT}")
+
+
+def make_rollout_backend(kind: str, bundle: GeneratorBundle, methods: tuple[str, ...] = ENGINE_METHODS):
+    """None for ``hf`` (the engine methods build HFBackend on ``bundle.model``); for ``vllm`` one in-process
+    vLLM engine on the same checkpoint in the same dtype, recorded in ``bundle.info["rollout_backend"]``."""
+    check_backend(kind, methods, api=bundle.model is None)
+    if kind == "hf":
+        return None
+    path = bundle.info["name"]
+    if path in SMOLLM2_NAMES:
+        path = str(smollm2_dir())
+    dtype = bundle.info["dtype"].removeprefix("torch.")
+    bundle.info["rollout_backend"] = "vllm"
+    return VLLMBackend(path, dtype=dtype)

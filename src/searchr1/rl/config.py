@@ -23,6 +23,7 @@ import yaml
 from searchr1.errors import ConfigError
 from searchr1.rewards.score import KINDS as REWARD_KINDS
 from searchr1.rl.core_algos import AGG_MODES, KL_KINDS
+from searchr1.rollout.backends.vllm import INSTALL_HINT, VLLMConfig, vllm_available
 from searchr1.rollout.config import RolloutConfig
 from searchr1.search.cache import SearchCacheConfig
 from searchr1.search.web import WebConfig, parse_backend
@@ -68,6 +69,26 @@ class ModelConfig:
             raise ValueError(f"model.dtype={self.dtype!r}: use float32 or bfloat16")
         if self.lora_rank < 0:
             raise ValueError(f"model.lora_rank={self.lora_rank}: use 0 (full fine-tuning) or a positive rank")
+
+
+ROLLOUT_BACKENDS = ("hf", "vllm")
+
+
+@dataclass
+class TrainRolloutConfig(RolloutConfig):
+    """The rollout engine's settings (:class:`RolloutConfig`) plus which backend decodes during training."""
+
+    backend: str = "hf"
+    """hf: the project's own batched decoding loop on the policy itself (no extra install) | vllm: a vLLM
+    engine (``make install-vllm`` on CPU, ``pip install 'searchr1[vllm]'`` on GPU) kept on the policy's
+    weights by a push after every update (docs/vllm.md)."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    """Engine settings, used when ``backend=vllm``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend not in ROLLOUT_BACKENDS:
+            raise ValueError(f"rollout.backend={self.backend!r}: use one of {', '.join(ROLLOUT_BACKENDS)}")
 
 
 @dataclass
@@ -412,7 +433,7 @@ class ColdStartConfig:
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    rollout: TrainRolloutConfig = field(default_factory=TrainRolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
@@ -450,6 +471,16 @@ class TrainConfig:
                              "learned; set rollout.do_sample=true")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+        v = self.rollout.vllm
+        if self.rollout.backend == "vllm" and v.max_model_len is not None and v.max_model_len < self.rollout.max_total_tokens:
+            raise ValueError(f"rollout.vllm.max_model_len={v.max_model_len} is shorter than rollout.max_total_tokens="
+                             f"{self.rollout.max_total_tokens}: a trajectory would not fit the engine; raise "
+                             "max_model_len or lower max_total_tokens")
+
+    @property
+    def vllm_dtype(self) -> str:
+        """The engine's dtype: ``rollout.vllm.dtype``, with ``auto`` meaning the policy's ``model.dtype``."""
+        return self.model.dtype if self.rollout.vllm.dtype == "auto" else self.rollout.vllm.dtype
 
     def check_inputs(self) -> None:
         """The files this run reads exist (called before any model loads; raises ConfigError)."""
@@ -466,6 +497,9 @@ class TrainConfig:
             wanted.append(("data.index_dir", self.data.index_dir))
         if self.recipe != "sft" and not self.data.train_file:
             raise ConfigError("no training data: set data.train_file (FlashRAG jsonl or Search-R1 parquet)")
+        if self.recipe != "sft" and self.rollout.backend == "vllm":
+            if not vllm_available():
+                raise ConfigError(f"rollout.backend=vllm, but vLLM is not installed here: {INSTALL_HINT}")
         for key, path in wanted:
             if path and not Path(path).exists():
                 raise ConfigError(f"{key}={path} does not exist; fix the path (relative paths start at "
