@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY ?= 1
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX := $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
 
-.PHONY: install install-vllm demo demo-real test test-browser test-vllm bench clean
+.PHONY: install install-vllm demo demo-real test test-browser test-distributed test-vllm bench clean
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ test-browser: $(STAMP)
 	  fi; \
 	fi
 	$(BIN)/python -m pytest -q --timeout=900 -m browser tests/agent $(PYTEST_ARGS)
+
+# FSDP2 on 2 gloo ranks under torchrun: sharded update == one process, sharded checkpoints resume exactly
+test-distributed: $(STAMP)
+	$(BIN)/python -m pytest -q --timeout=900 -m distributed tests/rl $(PYTEST_ARGS)
 
 # B=vllm runs in .venv-vllm (make install-vllm); every other benchmark in .venv
 bench: $(STAMP)

@@ -57,6 +57,7 @@ def _same_metrics(ma, mb, tol=1e-5):
 @pytest.mark.parametrize("spec", [{"algo": "grpo"}, {"algo": "ppo", "chunk": 3},
                                   {"algo": "grpo", "lora": 4, "chunk": 5, "gc": True}, {"algo": "ppo", "offload": True}],
                          ids=["grpo", "ppo-chunked", "grpo-lora-chunked-checkpointing", "ppo-cpu-offload"])
+@pytest.mark.distributed
 def test_fsdp_update_equals_single_process(tmp_path, spec):
     spec = {**spec, "steps": 2}
     single = _single(tmp_path, "single", {k: v for k, v in spec.items() if k != "offload"})   # ddp has no offload
@@ -70,6 +71,7 @@ def test_fsdp_update_equals_single_process(tmp_path, spec):
     assert moved > 1e-3                                    # the update did something to compare
 
 
+@pytest.mark.distributed
 def test_fsdp_mixed_precision_is_close(tmp_path):
     spec = {"algo": "grpo", "steps": 1}
     single, mp = _single(tmp_path, "single", spec), _torchrun(tmp_path, "mp", {**spec, "mp": True})
@@ -77,6 +79,7 @@ def test_fsdp_mixed_precision_is_close(tmp_path):
     assert all(v.dtype == torch.float32 for v in mp["policy"].values())     # fp32 master weights
 
 
+@pytest.mark.distributed
 def test_sharded_checkpoint_resumes_exactly_and_loads_in_one_process(tmp_path):
     ck = tmp_path / "ck"
     ck.mkdir()
@@ -117,6 +120,7 @@ def _fit(out, steps, resume):
     return torch.load(out / "result.pt")
 
 
+@pytest.mark.distributed
 def test_trainer_under_fsdp_resumes_exactly_and_exports_a_plain_model(tmp_path):
     """Trainer.fit on 2 ranks (GRPO, chunked log-probs, checkpoint every step): 3 steps straight ==
     2 steps + --resume + 1; the final save_pretrained export loads in plain transformers with the
