@@ -144,6 +144,7 @@ def test_grpo_run_on_searchworld_with_vllm(fresh_engine, smol, tmp_path):
         "data.batch_size=2", "data.mini_batch_size=2", "data.micro_batch_size=4", "algorithm.group_size=2",
         "rollout.max_turns=2", "rollout.max_turn_tokens=24", "rollout.max_obs_tokens=96",
         "optimizer.actor_lr=0.01", "optimizer.actor_warmup_ratio=0", "total_steps=2", "device=cpu",
+        "algorithm.tis_cap=2",
         f"output_dir={tmp_path}/out", "logging.progress_bar=false", "logging.plot=false"])
     cfg.check_inputs()
     # alternating rewards: every group has a learning signal, so each step really updates the adapter
@@ -159,6 +160,8 @@ def test_grpo_run_on_searchworld_with_vllm(fresh_engine, smol, tmp_path):
         print(f"step {r['step']}: weight sync {r['time/weight_sync']:.2f} s, |dlogp| mean "
               f"{r['rollout/logprob_abs_diff_mean']:.2e} max {r['rollout/logprob_abs_diff_max']:.2e}")
         assert r["rollout/logprob_abs_diff_max"] < LOGPROB_BOUND
+        # truncated importance sampling is on: the weights are ~1 because the engine matches the trainer
+        assert abs(r["actor/tis_weight"] - 1.0) < 1e-3 and r["actor/tis_capped"] == 0.0
     assert (tmp_path / "out" / "checkpoints").is_dir() and (tmp_path / "out" / "final").is_dir()
     tr.rollout(tr.train_examples[:1], [0], seed=0, greedy=True)   # pushes step 2's update
     after = _greedy(fresh_engine, tok, prompts)

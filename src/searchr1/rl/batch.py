@@ -43,6 +43,7 @@ class Batch:
     old_values: Tensor | None = None  # (B, R)
     advantages: Tensor | None = None  # (B, R)
     returns: Tensor | None = None     # (B, R)
+    rollout_logp: Tensor | None = None  # (B, R) the sampling engine's log-probs (vLLM), for tis_cap
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -62,7 +63,7 @@ class Batch:
         R = int(b.valid_mask.sum(1).max()) if len(b) else 0
         trims = {"input_ids": b.input_ids[:, :max(L, 1)], "attention_mask": b.attention_mask[:, :max(L, 1)]}
         for name in ("resp_index", "responses", "policy_mask", "valid_mask", "old_logp", "ref_logp",
-                     "old_values", "advantages", "returns"):
+                     "old_values", "advantages", "returns", "rollout_logp"):
             v = getattr(b, name)
             if v is not None:
                 trims[name] = v[:, :max(R, 1)]

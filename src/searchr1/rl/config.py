@@ -144,6 +144,10 @@ class AlgorithmConfig:
     """Upper clip (DAPO "clip-higher"); None = clip_eps."""
     dual_clip_c: float | None = None
     """Dual-clip constant (> 1, e.g. 3) for negative advantages; None = off."""
+    tis_cap: float = 0.0
+    """Truncated importance sampling when a separate engine sampled (rollout.backend=vllm): each policy token's
+    loss is weighted by min(pi_trainer_old / pi_engine, tis_cap), correcting the engine/trainer mismatch;
+    0 = off."""
     value_clip: float | None = 0.5
     """PPO value-loss clip range; None = unclipped."""
     loss_agg_mode: str = "token-mean"
@@ -198,6 +202,8 @@ class AlgorithmConfig:
             raise ValueError("algorithm.kl_coef and algorithm.entropy_coef must be >= 0")
         if not 0 < self.clip_eps < 1:
             raise ValueError(f"algorithm.clip_eps={self.clip_eps}: use a value in (0, 1), e.g. 0.2")
+        if self.tis_cap < 0:
+            raise ValueError(f"algorithm.tis_cap={self.tis_cap}: use 0 (off) or a cap such as 2")
         if self.dual_clip_c is not None and self.dual_clip_c <= 1:
             raise ValueError(f"algorithm.dual_clip_c={self.dual_clip_c}: must be > 1 (e.g. 3) or null")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
@@ -471,6 +477,10 @@ class TrainConfig:
                              "learned; set rollout.do_sample=true")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+        if self.algorithm.tis_cap > 0 and self.rollout.backend != "vllm":
+            raise ValueError(f"algorithm.tis_cap={self.algorithm.tis_cap} corrects for a separate rollout engine, "
+                             f"but rollout.backend={self.rollout.backend} samples with the trainer's own weights; "
+                             "set rollout.backend=vllm or algorithm.tis_cap=0")
         v = self.rollout.vllm
         if self.rollout.backend == "vllm" and v.max_model_len is not None and v.max_model_len < self.rollout.max_total_tokens:
             raise ValueError(f"rollout.vllm.max_model_len={v.max_model_len} is shorter than rollout.max_total_tokens="

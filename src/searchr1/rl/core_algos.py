@@ -255,11 +255,13 @@ def ppo_policy_loss(
     dual_clip_c: float | None = None,
     agg_mode: str = "token-mean",
     norm: float | Tensor | None = None,
+    token_weight: Tensor | None = None,
 ) -> tuple[Tensor, PolicyLossStats]:
     """Clipped surrogate. logp, old_logp, advantages, mask: (B, T). Returns (scalar loss, stats).
 
     ``max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε_high))`` per token; with ``dual_clip_c`` (> 1) the
     loss of negative-advantage tokens is further capped at ``−A·c`` (Ye et al., 2020).
+    ``token_weight`` (B, T, no gradient) multiplies each token's loss, e.g. :func:`tis_weights`.
     """
     hi = clip_eps if clip_eps_high is None else clip_eps_high
     log_ratio = (logp - old_logp).clamp(-20.0, 20.0)
@@ -275,6 +277,8 @@ def ppo_policy_loss(
         use = advantages < 0
         dual = (use & (pg3 < pg)).float()
         pg = torch.where(use, capped, pg)
+    if token_weight is not None:
+        pg = pg * token_weight
     loss = aggregate_loss(pg, mask, agg_mode, norm)
     with torch.no_grad():
         stats = PolicyLossStats(
@@ -283,6 +287,13 @@ def ppo_policy_loss(
             dual_clipfrac=masked_mean(dual, mask),
         )
     return loss, stats
+
+
+def tis_weights(old_logp: Tensor, rollout_logp: Tensor, cap: float) -> Tensor:
+    """Truncated importance weights ``min(exp(old_logp - rollout_logp), cap)`` (no gradient): the trainer's
+    probability of each sampled token over the sampling engine's, capped, so tokens the engine over-sampled
+    count less and the bias of a mismatched engine is corrected without unbounded variance."""
+    return torch.exp((old_logp - rollout_logp).detach().clamp(-20.0, 20.0)).clamp(max=cap)
 
 
 def value_loss(

@@ -69,11 +69,17 @@ def actor_loss(logp: Tensor, ent: Tensor, mb: Batch, algo: AlgorithmConfig, norm
     (with gradient; the entropy's only needed when ``algo.entropy_coef > 0``)."""
     mask = mb.loss_mask(algo.mask_retrieved).to(torch.float32)
     old = logp.detach() if mb.old_logp is None else mb.old_logp
+    weight = None
+    if algo.tis_cap > 0 and mb.rollout_logp is not None:
+        weight = ca.tis_weights(old, mb.rollout_logp, algo.tis_cap)
     pg, st = ca.ppo_policy_loss(logp, old, mb.advantages, mask, algo.clip_eps, algo.clip_eps_high,
-                                algo.dual_clip_c, algo.loss_agg_mode, norm)
+                                algo.dual_clip_c, algo.loss_agg_mode, norm, token_weight=weight)
     loss = pg
     stats = {"actor/pg_loss": pg.detach(), "actor/clipfrac": st.clipfrac, "actor/approx_kl": st.approx_kl,
              "actor/entropy": ca.masked_mean(ent.detach(), mask)}
+    if weight is not None:
+        stats["actor/tis_weight"] = ca.masked_mean(weight, mask)
+        stats["actor/tis_capped"] = ca.masked_mean((weight >= algo.tis_cap).float(), mask)
     if algo.kl_placement == "loss":
         kl = ca.kl_penalty(logp, mb.ref_logp, algo.kl_estimator)
         kl_loss = ca.aggregate_loss(kl, mask, algo.loss_agg_mode, norm)

@@ -262,7 +262,7 @@ class Trainer:
         """``rollout/logprob_abs_diff_{mean,max}``: |engine log-prob - trainer log-prob| over the policy's tokens,
         when a separate engine (vLLM) sampled. The trainer's are ``batch.old_logp`` when prepare computed them,
         else one no-grad pass here (``time/logprob_check``)."""
-        if not hasattr(self.backend_in_use, "sync_weights") or any(t.response_logprobs is None for t in trajs):
+        if batch.rollout_logp is None:
             return {}
         t0 = time.perf_counter()
         trainer = batch.old_logp
@@ -270,10 +270,7 @@ class Trainer:
             trainer, _ = forward_logprobs(self.policy, batch, self.cfg.data.micro_batch_size, self.learner.temperature,
                                           self.cfg.model.bf16_autocast, mode=self.learner.eval_mode,
                                           chunk_size=self.cfg.actor.logprob_chunk_size)
-        engine = torch.zeros_like(trainer)
-        for i, t in enumerate(trajs):
-            engine[i, :len(t.response_logprobs)] = torch.tensor(t.response_logprobs, dtype=engine.dtype)
-        mean, peak = logprob_abs_diff(engine, trainer.cpu(), batch.policy_mask.cpu())
+        mean, peak = logprob_abs_diff(batch.rollout_logp.cpu(), trainer.cpu(), batch.policy_mask.cpu())
         return {"rollout/logprob_abs_diff_mean": mean, "rollout/logprob_abs_diff_max": peak,
                 "time/logprob_check": time.perf_counter() - t0}
 
@@ -297,6 +294,7 @@ class Trainer:
         t1 = time.perf_counter()
         scores, comps = self.reward_fn(trajs, examples)
         batch = collate(trajs, scores, pad_id=self.tokenizer.pad_token_id or 0)
+        batch.rollout_logp = engine_logprobs(trajs, batch) if hasattr(self.backend_in_use, "sync_weights") else None
         metrics = self._reduce_means({**rollout_metrics(trajs), "reward/mean": sum(scores) / len(scores),
                                       **{f"reward/{k}": v for k, v in comps.items()},
                                       **collapse_metrics(trajs, scores)})
@@ -512,6 +510,17 @@ def public_config(cfg: TrainConfig) -> dict:
     if d["data"].get("retriever_token"):
         d["data"]["retriever_token"] = "<redacted>"
     return d
+
+
+def engine_logprobs(trajs, batch: Batch) -> torch.Tensor | None:
+    """The sampling engine's log-prob of each response token as a (B, R) tensor aligned with ``batch``
+    (0 at injected and padded positions); None when a trajectory carries none."""
+    if any(t.response_logprobs is None for t in trajs):
+        return None
+    out = torch.zeros(batch.responses.shape, dtype=torch.float32)
+    for i, t in enumerate(trajs):
+        out[i, :len(t.response_logprobs)] = torch.tensor(t.response_logprobs, dtype=torch.float32)
+    return out
 
 
 def logprob_abs_diff(engine: torch.Tensor, trainer: torch.Tensor, policy_mask: torch.Tensor) -> tuple[float, float]:
