@@ -79,9 +79,12 @@ def teacher_trajectories(cfg: TrainConfig, tokenizer, retriever, questions) -> l
     return out
 
 
-def cache_key(cfg: TrainConfig, tokenizer, questions) -> str:
+def cache_key(cfg: TrainConfig, tokenizer, questions, trajs: list[Trajectory]) -> str:
+    """The adapter's cache key: the model, the teacher's exact token ids and masks, the SFT settings."""
     c = cfg.cold_start
+    teacher = hashlib.sha256(json.dumps([(t.prompt_ids, t.response_ids, t.response_mask) for t in trajs]).encode())
     blob = json.dumps({
+        "teacher": teacher.hexdigest(),
         "model": cfg.model.path, "tokenizer": cfg.model.tokenizer, "dtype": cfg.model.dtype,
         "template": cfg.data.prompt_template, "chat": getattr(tokenizer, "chat_template", None) or "",
         "questions": [(q.id, q.question, q.metadata.get("hop_queries")) for q in questions],
@@ -112,7 +115,8 @@ def cold_start(cfg: TrainConfig, policy, tokenizer, retriever, train_examples, v
         raise ConfigError("cold start: the training questions carry no metadata['hop_queries'], so there is no "
                           "scripted teacher; give SFT data with sft.train_file (--recipe sft) first, or set "
                           "cold_start.mode=never")
-    key = cache_key(cfg, tokenizer, picked)
+    trajs = teacher_trajectories(cfg, tokenizer, retriever, picked)
+    key = cache_key(cfg, tokenizer, picked, trajs)
     cache = Path(c.cache_dir or cache_root() / "cold-start") / key
     lora = LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
     t0 = time.perf_counter()
@@ -121,7 +125,6 @@ def cold_start(cfg: TrainConfig, policy, tokenizer, retriever, train_examples, v
         report.update(json.loads((cache / "report.json").read_text()), cached=True)
         log.info("cold start: using the cached adapter %s", cache)
     else:
-        trajs = teacher_trajectories(cfg, tokenizer, retriever, picked)
         model = get_peft_model(policy, lora)
         log.info("cold start: SFT on %d teacher trajectories, %d epochs, lr %g", len(trajs), c.epochs, c.lr)
         sft = run_sft(model, trajs, lr=c.lr, epochs=c.epochs, batch_size=c.batch_size,
