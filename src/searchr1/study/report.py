@@ -39,10 +39,11 @@ def write_study_report(cfg: StudyConfig, results: dict[str, dict[int, dict]], ou
     if command:
         lines += [f"Command: `{command}`", ""]
     n_runs = sum(len(v) for v in results.values())
+    n_test = sorted({len(r["per_question"]) for v in results.values() for r in v.values()})
     lines += [f"Seeds: {cfg.seeds} (a seed sets the world, the question samples and RL sampling); runs finished: "
               f"{n_runs} of {len(cfg.conditions) * cfg.seeds}; model selection: `{cfg.select}` on "
               f"{cfg.dev_questions} dev questions every {cfg.eval_every} steps; {cfg.total_steps} steps per "
-              f"trained run; test: {cfg.test_questions or 'all'} questions per seed, scored once after selection."
+              f"trained run; test: {'/'.join(map(str, n_test))} questions per seed, scored once after selection."
               + (f" Wall time: {wall_seconds:.0f} s." if wall_seconds is not None else ""), "",
               "## Findings", "", "| finding | claim | paper | ours: a − b [95% CI] | verdict |", "|---|---|---|---|---|"]
     for r in rows:

@@ -92,8 +92,9 @@ def finished_result(cfg: StudyConfig, cond: Condition, seed: int, run_dir: Path)
         return None
     saved = json.loads((run_dir / SETTINGS).read_text()) if (run_dir / SETTINGS).is_file() else None
     if saved != run_settings(cfg, cond, seed):
-        raise ConfigError(f"--resume: {run_dir} finished with other settings than the study declares now; "
-                          "delete that run directory to re-run it, or choose a new --out")
+        raise ConfigError(f"{run_dir} finished with other settings than the study declares now; give the "
+                          "study's settings (see its study.yaml), delete that run directory to re-run it, or "
+                          "choose a new --out")
     return json.loads((run_dir / RESULT).read_text())
 
 
@@ -114,17 +115,15 @@ def run_study(cfg: StudyConfig, out: Path, resume: bool = False, progress: bool 
             run_dir = out / "runs" / name / f"seed-{seed}"
             done += 1
             res = finished_result(cfg, cond, seed, run_dir) if resume else None
-            if res is None:
+            if res is not None:
+                log(f"[{done}/{total}] {name} seed {seed}: finished before, kept")
+            else:
                 env = env or seed_env(cfg, seed)
                 res = run_one(cfg, cond, seed, env, model, tok, run_dir, progress)
-            else:
-                log(f"[{done}/{total}] {name} seed {seed}: finished before, kept")
-                results[name][seed] = res
-                continue
+                log(f"[{done}/{total}] {name} seed {seed}: test EM {res['test']['em']:.3f} (two-hop "
+                    f"{res['test'].get('em_two-hop', float('nan')):.3f}), selected step {res['selected_step']}, "
+                    f"{res['wall_seconds']:.0f} s")
             results[name][seed] = res
-            log(f"[{done}/{total}] {name} seed {seed}: test EM {res['test']['em']:.3f} (two-hop "
-                f"{res['test'].get('em_two-hop', float('nan')):.3f}), selected step {res['selected_step']}, "
-                f"{res['wall_seconds']:.0f} s")
     return results
 
 
@@ -230,13 +229,14 @@ class RejectionSampling:
 
 
 def load_results(out: Path, cfg: StudyConfig) -> dict[str, dict[int, dict]]:
-    """condition -> seed -> result of the finished runs under ``out`` (for the report)."""
+    """condition -> seed -> result of the finished runs under ``out`` (for the report); a finished run whose
+    settings differ from ``cfg``'s is refused, as by --resume."""
     results: dict[str, dict[int, dict]] = {n: {} for n in cfg.conditions}
-    for name in cfg.conditions:
+    for name, cond in cfg.conditions.items():
         for s in range(cfg.seeds):
-            p = out / "runs" / name / f"seed-{s}"
-            if (p / RESULT).is_file():
-                results[name][s] = json.loads((p / RESULT).read_text())
+            res = finished_result(cfg, cond, s, out / "runs" / name / f"seed-{s}")
+            if res is not None:
+                results[name][s] = res
     return results
 
 
