@@ -42,7 +42,7 @@ def test_user_study_extends_a_preset_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("yaml_text,message", [
-    ("extends: quick\nconditions:\n  big: {method: rl, set: [data.batch_size=8]}\n", "same number of trajectories"),
+    ("extends: quick\nconditions:\n  big: {method: rl, set: [data.batch_size=12, data.mini_batch_size=12]}\n", "same number of trajectories"),
     ("extends: quick\nfindings:\n  - {name: x, claim: y, a: grpo, b: nosuch}\n", "does not declare"),
     ("extends: quick\nconditions:\n  x: {method: magic}\n", "use one of rl"),
     ("extends: quick\nconditions:\n  x: {method: rl, set: [algorithm.nam=ppo]}\n", "unknown config key"),
@@ -62,6 +62,7 @@ def test_bad_studies_are_rejected(tmp_path, yaml_text, message):
     (["study", "--preset", "quick", "--seeds", "0"], 2, "--seeds 0"),
     (["study", "--preset", "quick", "--set", "run.total_steps=0"], 2, "must be >= 1"),
     (["study", "--preset", "quick", "--report-only", "--out", "{tmp}/none"], 1, "no finished runs"),
+    (["study", "--preset", "quick", "--only", "grpo,nosuch", "--out", "{tmp}/o"], 2, "--only nosuch: not conditions"),
 ])
 def test_cli_errors_are_one_line(argv, code, message, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="keep finished runs under --out and run the rest")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a study key, e.g. --set run.total_steps=4 --set select=last (repeatable)")
+    p.add_argument("--only", default="", help="run only these conditions (comma-separated); the report "
+                                              "still shows every condition, unrun ones as 'not run'")
     p.add_argument("--report-only", action="store_true", help="rewrite report.md from the finished runs")
     p.add_argument("--cache-dir", default="runs/cache", help="where a non-shipped base model is cached")
     p.add_argument("--no-progress", action="store_true")
@@ -46,7 +48,7 @@ def run_study_cli(args) -> int:
     else:
         torch.set_num_threads(args.threads)
         results = run_study(cfg, out, resume=args.resume, progress=not args.no_progress,
-                            cache_dir=args.cache_dir)
+                            cache_dir=args.cache_dir, only=[c for c in args.only.split(",") if c] or None)
         wall = time.perf_counter() - t0
     path = write_study_report(cfg, results, out, command, wall)
     print(f"wrote {path}")

@@ -99,19 +99,25 @@ def finished_result(cfg: StudyConfig, cond: Condition, seed: int, run_dir: Path)
 
 
 def run_study(cfg: StudyConfig, out: Path, resume: bool = False, progress: bool = True, log=print,
-              cache_dir: str = "runs/cache") -> dict[str, dict[int, dict]]:
-    """Run (or finish) every condition x seed; returns condition -> seed -> result."""
+              cache_dir: str = "runs/cache", only: list[str] | None = None) -> dict[str, dict[int, dict]]:
+    """Run (or finish) every condition x seed (``only``: these conditions; the others' finished runs are
+    still loaded); returns condition -> seed -> result."""
     out = Path(out)
+    unknown = set(only or ()) - set(cfg.conditions)
+    if unknown:
+        raise ConfigError(f"--only {','.join(sorted(unknown))}: not conditions of study {cfg.name!r}; "
+                          f"choose from {', '.join(cfg.conditions)}")
     check_out_dir(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.yaml").write_text(dump_yaml(cfg))
     base_path, _ = ensure_base_model(PretrainConfig(), cache_dir)
     model, tok = load_base_model(base_path)
-    results: dict[str, dict[int, dict]] = {n: {} for n in cfg.conditions}
-    total, done = len(cfg.conditions) * cfg.seeds, 0
+    results = load_results(out, cfg) if resume else {n: {} for n in cfg.conditions}
+    todo = {n: c for n, c in cfg.conditions.items() if not only or n in only}
+    total, done = len(todo) * cfg.seeds, 0
     for seed in range(cfg.seeds):
         env = None
-        for name, cond in cfg.conditions.items():
+        for name, cond in todo.items():
             run_dir = out / "runs" / name / f"seed-{seed}"
             done += 1
             res = finished_result(cfg, cond, seed, run_dir) if resume else None
