@@ -86,7 +86,8 @@ def test_curve_findings_use_the_run_histories(study, tmp_path):
     write_study_report(cfg, load_results(out, cfg), out)
     by_name = {f["name"]: f for f in json.loads((out / "stats.json").read_text())["findings"]}
     assert by_name["dip"]["estimate"]["mean"] == pytest.approx(30.0)     # min(100 - 60, 90 - 60)
-    assert by_name["dip"]["verdict"] == "reproduced"
+    assert by_name["dip"]["verdict"] == "inconclusive"                  # 2 seeds agree: not enough for a verdict
+    assert "needs >= 6 seeds" in by_name["dip"]["note"]
     assert by_name["drop"]["estimate"]["mean"] == 0.0 and by_name["drop"]["verdict"] == "inconclusive"
 
 

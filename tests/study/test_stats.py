@@ -72,3 +72,13 @@ def test_bad_input_is_rejected_with_a_message():
         stats.hierarchical_bootstrap([])
     with pytest.raises(ValueError, match="NaN"):
         stats.hierarchical_bootstrap([[0.1, float("nan")]])
+
+
+def test_a_seeds_only_verdict_needs_enough_seeds_for_a_sign_test():
+    assert stats.min_seeds_for_runs(0.95) == 6 and stats.min_seeds_for_runs(0.9) == 5
+    two = stats.hierarchical_bootstrap([[0.1], [0.2]], n_boot=1000)
+    assert (two.lo, two.hi) == (0.1, 0.2)            # [min, max]: the two seeds agree, nothing more
+    assert stats.classify(two) == stats.REPRODUCED
+    assert stats.classify(two, min_seeds=6) == stats.INCONCLUSIVE
+    six = stats.hierarchical_bootstrap([[0.1], [0.2], [0.3], [0.1], [0.2], [0.3]], n_boot=1000)
+    assert stats.classify(six, min_seeds=6) == stats.REPRODUCED

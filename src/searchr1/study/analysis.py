@@ -60,6 +60,8 @@ def findings_table(cfg: StudyConfig, results: dict[str, dict[int, dict]], out: P
     rows = []
     for f in cfg.findings:
         est = finding_estimate(cfg, f, results, out)
-        rows.append({"finding": f, "estimate": est,
-                     "verdict": stats.classify(est) if est is not None else "not run"})
+        need = stats.min_seeds_for_runs(cfg.ci) if f.metric not in EM_METRICS else 1
+        note = f"a per-run statistic needs >= {need} seeds" if est is not None and est.seeds < need else ""
+        rows.append({"finding": f, "estimate": est, "note": note,
+                     "verdict": stats.classify(est, need) if est is not None else "not run"})
     return rows

@@ -10,6 +10,7 @@ import numpy as np
 from searchr1.study.analysis import condition_estimates, findings_table
 from searchr1.study.config import StudyConfig
 from searchr1.study.run import load_history
+from searchr1.study.stats import min_seeds_for_runs
 
 CURVES = (("reward/mean", "reward (EM)"), ("heldout/em", "dev EM (greedy)"),
           ("rollout/response_len", "response length (tokens)"), ("rollout/searches", "searches / trajectory"),
@@ -18,9 +19,10 @@ CURVES = (("reward/mean", "reward (EM)"), ("heldout/em", "dev EM (greedy)"),
           ("collapse/rewarded_logp", "log-prob of rewarded responses"), ("collapse/invalid_rate", "invalid actions"))
 SCHEME = ("Intervals: 95% percentile bootstrap, hierarchical (resample seeds, then each drawn seed's test "
           "questions; {n} replicates). Differences are paired: condition a minus b on the same seed and "
-          "question. Curve findings (dev_drop, length_dip) resample seeds only (one value per run). Verdict: "
-          "the CI excludes 0 in the paper's direction -> reproduced; the other way -> not reproduced; "
-          "else inconclusive.")
+          "question. Curve findings (dev_drop, length_dip) resample seeds only (one value per run): with n "
+          "seeds their interval is about [min, max] over seeds, so they get a verdict only from {m} seeds on "
+          "(where every seed agreeing is a 95% sign test). Verdict: the CI excludes 0 in the paper's "
+          "direction -> reproduced; the other way -> not reproduced; else inconclusive.")
 
 
 def write_study_report(cfg: StudyConfig, results: dict[str, dict[int, dict]], out: Path, command: str = "",
@@ -33,7 +35,7 @@ def write_study_report(cfg: StudyConfig, results: dict[str, dict[int, dict]], ou
     (out / "stats.json").write_text(json.dumps({
         "conditions": {c: {m: e.__dict__ for m, e in ms.items()} for c, ms in est.items()},
         "findings": [{"name": r["finding"].name, "a": r["finding"].a, "b": r["finding"].b,
-                      "metric": r["finding"].metric, "verdict": r["verdict"],
+                      "metric": r["finding"].metric, "verdict": r["verdict"], "note": r["note"],
                       "estimate": r["estimate"].__dict__ if r["estimate"] else None} for r in rows]}, indent=1))
     lines = [f"# Study `{cfg.name}` on SearchWorld", "", cfg.description.strip(), ""]
     if command:
@@ -50,8 +52,9 @@ def write_study_report(cfg: StudyConfig, results: dict[str, dict[int, dict]], ou
         f, e = r["finding"], r["estimate"]
         what = f"{f.a} − {f.b}" if f.b else f.a
         ours = f"{what} ({f.metric}): {e.fmt()}, {e.seeds} seeds" if e else "—"
-        lines.append(f"| {f.name} | {f.claim} | {f.paper} | {ours} | **{r['verdict']}** |")
-    lines += ["", SCHEME.format(n=cfg.bootstrap), "", "## Conditions (test EM, mean [95% CI])", "",
+        note = f" ({r['note']})" if r["note"] else ""
+        lines.append(f"| {f.name} | {f.claim} | {f.paper} | {ours} | **{r['verdict']}**{note} |")
+    lines += ["", SCHEME.format(n=cfg.bootstrap, m=min_seeds_for_runs(cfg.ci)), "", "## Conditions (test EM, mean [95% CI])", "",
               "| condition | method | EM | EM single-hop | EM two-hop | searches/q | selected step (dev EM) per seed "
               "| rollout budget | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, cond in cfg.conditions.items():

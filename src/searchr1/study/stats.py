@@ -9,12 +9,16 @@ and question), so seed and question difficulty cancel. A per-run statistic (a cu
 scheme with one value per seed: a bootstrap over seeds only.
 
 With 2-3 seeds the seed level of the interval is coarse (a replicate can only be one of a few seed draws);
-the report says how many seeds each interval rests on.
+the report says how many seeds each interval rests on. A seeds-only interval is [min, max] of the per-run
+values for few seeds, so "it excludes 0" means "every seed agrees": a sign test whose level 2**-n reaches
+(1 - ci) / 2 only at :func:`min_seeds_for_runs` seeds; with fewer, such a finding stays inconclusive.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import math
 
 import numpy as np
 
@@ -75,8 +79,17 @@ def paired_differences(a: dict[int, dict[str, float]], b: dict[int, dict[str, fl
     return out
 
 
-def classify(est: Estimate) -> str:
-    """The paper's direction is positive: a CI above 0 reproduces it, below 0 contradicts it."""
+def min_seeds_for_runs(ci: float = 0.95) -> int:
+    """Seeds a one-value-per-seed bootstrap needs before every seed agreeing is significant at ``ci``
+    (two-sided sign test: 2**-n <= (1 - ci) / 2): 6 for 0.95."""
+    return math.ceil(math.log2(2.0 / (1.0 - ci)) - 1e-9)
+
+
+def classify(est: Estimate, min_seeds: int = 1) -> str:
+    """The paper's direction is positive: a CI above 0 reproduces it, below 0 contradicts it; an estimate
+    on fewer than ``min_seeds`` seeds is inconclusive whatever its interval."""
+    if est.seeds < min_seeds:
+        return INCONCLUSIVE
     if est.lo > 0:
         return REPRODUCED
     if est.hi < 0:
