@@ -47,14 +47,16 @@ def write_study_report(cfg: StudyConfig, results: dict[str, dict[int, dict]], ou
               f"{cfg.dev_questions} dev questions every {cfg.eval_every} steps; {cfg.total_steps} steps per "
               f"trained run; test: {'/'.join(map(str, n_test))} questions per seed, scored once after selection."
               + (f" Wall time: {wall_seconds:.0f} s." if wall_seconds is not None else ""), "",
-              "## Findings", "", "| finding | claim | paper | ours: a − b [95% CI] | verdict |", "|---|---|---|---|---|"]
+              "## Findings", "", "| finding | claim | paper | ours: a − b [95% CI] | verdict |",
+              "|---|---|---|---|---|"]
     for r in rows:
         f, e = r["finding"], r["estimate"]
         what = f"{f.a} − {f.b}" if f.b else f.a
         ours = f"{what} ({f.metric}): {e.fmt()}, {e.seeds} seeds" if e else "—"
         note = f" ({r['note']})" if r["note"] else ""
         lines.append(f"| {f.name} | {f.claim} | {f.paper} | {ours} | **{r['verdict']}**{note} |")
-    lines += ["", SCHEME.format(n=cfg.bootstrap, m=min_seeds_for_runs(cfg.ci)), "", "## Conditions (test EM, mean [95% CI])", "",
+    lines += ["", SCHEME.format(n=cfg.bootstrap, m=min_seeds_for_runs(cfg.ci)), "",
+              "## Conditions (test EM, mean [95% CI])", "",
               "| condition | method | EM | EM single-hop | EM two-hop | searches/q | selected step (dev EM) per seed "
               "| rollout budget | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, cond in cfg.conditions.items():
@@ -64,8 +66,7 @@ def write_study_report(cfg: StudyConfig, results: dict[str, dict[int, dict]], ou
             continue
         e = est[name]
         cells = [e[m].fmt() if m in e else "—" for m in ("em", "em_single-hop", "em_two-hop")]
-        sel = ", ".join(f"{r['selected_step']}" + (f" ({r['selected_dev_em']:.2f})" if r["selected_dev_em"]
-                                                    is not None else "") for _, r in sorted(by_seed.items()))
+        sel = ", ".join(_selected(r) for _, r in sorted(by_seed.items()))
         budget = next(iter(by_seed.values()))["rollout_budget"]
         wall = sum(r["wall_seconds"] for r in by_seed.values())
         method = cond.method + ("" if cond.search else " (no search)")
@@ -79,6 +80,11 @@ def write_study_report(cfg: StudyConfig, results: dict[str, dict[int, dict]], ou
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _selected(r: dict) -> str:
+    dev = r["selected_dev_em"]
+    return f"{r['selected_step']}" + (f" ({dev:.2f})" if dev is not None else "")
 
 
 def plot_dynamics(cfg: StudyConfig, results: dict[str, dict[int, dict]], plot_dir: Path) -> list[Path]:
