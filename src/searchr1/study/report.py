@@ -106,9 +106,9 @@ def plot_dynamics(cfg: StudyConfig, results: dict[str, dict[int, dict]], plot_di
         cols = 5
         fig, axes = plt.subplots(math.ceil(len(CURVES) / cols), cols, figsize=(3.6 * cols, 5.6))
         for ax, (key, label) in zip(axes.flat, CURVES):
-            for name, pts in series[key].items():
+            for i, (name, pts) in enumerate(series[key].items()):   # a series keeps its colour in every panel
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=2, label=name)
+                    ax.plot(*zip(*pts), marker="o", ms=2, label=name, color=f"C{i % 10}")
             ax.set_title(label, fontsize=9)
             ax.set_xlabel("RL step", fontsize=8)
             ax.grid(alpha=0.3)
