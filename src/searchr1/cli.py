@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve-agent": ("searchr1.agent.cli", "serve the trained agent: OpenAI-compatible /v1/chat/completions"),
     "pretrain": ("searchr1.demo.cli", "build the demo's tiny copy-capable base model (cached)"),
     "demo": ("searchr1.demo.cli", "teach a tiny model to search SearchWorld with RL on CPU and compare baselines"),
+    "study": ("searchr1.study.cli", "reproduce the paper's findings on SearchWorld over seeds, with bootstrap CIs"),
 }
 DEBUG_ENV = "SEARCHR1_DEBUG"
 

@@ -1,0 +1,1 @@
+"""``searchr1 study``: the paper's findings on SearchWorld, over seeds, with bootstrap confidence intervals."""
