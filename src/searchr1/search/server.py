@@ -42,10 +42,11 @@ from pathlib import Path
 from searchr1.errors import UsageError
 from searchr1.search.base import TOKEN_ENV, Hit, Retriever
 from searchr1.search.batcher import MicroBatcher, ServerBusy
+from searchr1.search.dense import LoadOptions
 from searchr1.search.index import load_retriever, read_index_meta
 
 log = logging.getLogger(__name__)
-AUTO_CHUNK = {"bm25": 8, "dense": 256}
+AUTO_CHUNK = {"bm25": 8, "dense": 256, "qdrant": 256}
 """Chunk size per retriever kind when ``chunk_queries`` is 0; other kinds get 64."""
 
 
@@ -336,8 +337,8 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          config: ServerConfig | None = None, log_level: str = "warning") -> None:
-    """Load the index in ``index_dir`` and serve it until interrupted."""
+          config: ServerConfig | None = None, log_level: str = "warning", options: LoadOptions | None = None) -> None:
+    """Load the index in ``index_dir`` (``options``: mmap, nprobe, efSearch, GPUs) and serve it until interrupted."""
     import uvicorn
 
     token = resolve_token(token)
@@ -348,7 +349,7 @@ def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, toke
         log.warning("serving on %s without a token: anyone who can reach this address can query the "
                     "index; set --token or %s.", host, TOKEN_ENV)
     kind = read_index_meta(index_dir)["kind"]
-    app = create_app(load_retriever(index_dir), config, kind=kind)
+    app = create_app(load_retriever(index_dir, options), config, kind=kind)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
