@@ -81,6 +81,8 @@ def test_search_params_reach_wrapped_levels(data):
     ivf_hnsw = build("IVF64_HNSW16,Flat", x[:4000], train_size=4000)
     params = set_search_params(ivf_hnsw, nprobe=5, ef_search=33)
     assert params == {"nprobe": 5, "ef_search": 33}
+    refine = build("IVF16,PQ8,RFlat", x[:2000], train_size=2000)
+    assert set_search_params(refine, nprobe=4, k_factor=8) == {"nprobe": 4, "k_factor": 8}
     assert set_search_params(faiss.IndexFlatIP(8), nprobe=3, ef_search=3) == {}  # flat: nothing to set
 
 

@@ -120,11 +120,15 @@ def search_params(index) -> dict[str, int]:
             out["nprobe"] = int(cur.nprobe)
         if hasattr(cur, "hnsw") and "ef_search" not in out:
             out["ef_search"] = int(cur.hnsw.efSearch)
+        if hasattr(cur, "k_factor") and "k_factor" not in out:
+            out["k_factor"] = int(cur.k_factor)
     return out
 
 
-def set_search_params(index, nprobe: int | None = None, ef_search: int | None = None) -> dict[str, int]:
-    """Set ``nprobe`` on every IVF level and ``efSearch`` on every HNSW level the index has.
+def set_search_params(index, nprobe: int | None = None, ef_search: int | None = None,
+                      k_factor: int | None = None) -> dict[str, int]:
+    """Set ``nprobe`` on every IVF level, ``efSearch`` on every HNSW level and ``k_factor`` (candidates
+    re-scored exactly = k_factor * k) on a refine level (``...,RFlat``), where the index has them.
 
     A setting the index has no use for is ignored (a Flat index has neither); returns
     :func:`search_params` after the change. GPU indexes go through ``GpuParameterSpace``.
@@ -144,6 +148,8 @@ def set_search_params(index, nprobe: int | None = None, ef_search: int | None = 
             cur.nprobe = nprobe
         if ef_search is not None and hasattr(cur, "hnsw"):
             cur.hnsw.efSearch = ef_search
+        if k_factor is not None and hasattr(cur, "k_factor"):
+            cur.k_factor = k_factor
     return search_params(index)
 
 
