@@ -220,6 +220,20 @@ def bench_real(work: Path, n: int = 10_000) -> None:
         _measure(index, spec, len(x), q, truth, build_s, "real-minilm", sweep, work)
 
 
+def table(path: Path = OUT) -> str:
+    """The JSON lines of a run as the markdown table in docs/retrieval.md."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = ["| part | N | index | load | params | build s | index MB | B/passage | anon RSS MB | q/s | recall@3 |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        params = " ".join(f"{k}={r[k]}" for k in ("nprobe", "ef_search", "k_factor") if k in r)
+        bpp = r.get("bytes_per_vector", round(r.get("index_mb", 0) * 2**20 / r["n"]))
+        out.append(f"| {r['part']} | {r['n']:,} | {r.get('spec', 'BM25')} | {r['mode']} | {params} | {r['build_s']} | "
+                   f"{r['index_mb']} | {bpp} | {r['rss_anon_mb']} | {r.get('qps', r.get('qps_1thread'))} | "
+                   f"{r.get('recall_at3', 'exact')} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     import faiss
 
@@ -238,4 +252,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    print(table(Path(sys.argv[2])) if sys.argv[1:2] == ["--table"] else main())

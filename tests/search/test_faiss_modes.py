@@ -135,6 +135,8 @@ def test_dense_retriever_ivf_save_load_with_options(tmp_path, tiny_docs, minilm)
     got, want = loaded.search(queries, 3), flat.search(queries, 3)
     assert [[h.doc.id for h in r] for r in got] == [[h.doc.id for h in r] for r in want]
     assert loaded.set_search_params(nprobe=1) == {"nprobe": 1}
+    with pytest.raises(ValueError, match="k_factor=0"):
+        LoadOptions(k_factor=0)
 
 
 def test_gpu_without_gpu_faiss_is_a_clear_error():

@@ -108,12 +108,15 @@ def _add_load_options(p) -> None:
                    help="memory-map the index (BM25 matrices, FAISS flat codes / IVF lists) instead of reading it")
     p.add_argument("--nprobe", type=int, help="dense IVF: lists searched per query (default: the index's)")
     p.add_argument("--ef-search", type=int, help="dense HNSW: search breadth (default: the index's)")
+    p.add_argument("--k-factor", type=int, help="dense with a refine stage (...,RFlat): candidates re-scored "
+                                                "exactly per wanted hit")
     p.add_argument("--faiss-gpu", action="store_true", help="dense: FAISS on every GPU, sharded (needs faiss-gpu)")
 
 
 def _load_options(args) -> LoadOptions:
     try:
-        return LoadOptions(mmap=args.mmap, nprobe=args.nprobe, ef_search=args.ef_search, gpu=args.faiss_gpu)
+        return LoadOptions(mmap=args.mmap, nprobe=args.nprobe, ef_search=args.ef_search, k_factor=args.k_factor,
+                           gpu=args.faiss_gpu)
     except ValueError as e:
         raise UsageError(f"{e} (--mmap, --nprobe, --ef-search, --faiss-gpu)") from None
 

@@ -210,12 +210,15 @@ class LoadOptions:
     """IVF lists per query; None = the index's ``dense.json`` value."""
     ef_search: int | None = None
     """HNSW breadth; None = the index's ``dense.json`` value."""
+    k_factor: int | None = None
+    """Refine stage (``...,RFlat``): k_factor * k candidates re-scored exactly; None = FAISS's (1)."""
     gpu: bool = False
     """Clone the index onto every GPU, sharded (needs faiss-gpu)."""
 
     def __post_init__(self):
-        if self.nprobe is not None and self.nprobe < 1 or self.ef_search is not None and self.ef_search < 1:
-            raise ValueError(f"nprobe={self.nprobe}, ef_search={self.ef_search}: both must be >= 1.")
+        if any(v is not None and v < 1 for v in (self.nprobe, self.ef_search, self.k_factor)):
+            raise ValueError(f"nprobe={self.nprobe}, ef_search={self.ef_search}, k_factor={self.k_factor}: "
+                             "each must be >= 1.")
         if self.gpu and self.mmap:
             raise ValueError("mmap and gpu exclude each other (a GPU index is a copy in GPU memory); pick one.")
 
@@ -276,7 +279,8 @@ class DenseRetriever:
                                     "build one with `searchr1 index --retriever dense`.")
         config = config_from_json(DenseConfig, index_dir / "dense.json")
         index = read_index(config.index_path or index_dir / "dense.faiss", mmap=options.mmap)
-        set_search_params(index, options.nprobe or config.nprobe, options.ef_search or config.ef_search)
+        set_search_params(index, options.nprobe or config.nprobe, options.ef_search or config.ef_search,
+                          options.k_factor)
         if options.gpu:
             index = to_gpus(index)
             set_search_params(index, nprobe=options.nprobe or config.nprobe)
