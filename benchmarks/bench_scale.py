@@ -1,4 +1,4 @@
-"""Scale curves: BM25 and FAISS indexes at 100k and 1M passages (opt-in: ``make bench B=scale``, ~30 min).
+"""Scale curves: BM25 and FAISS indexes at 100k and 1M passages (opt-in: ``make bench B=scale``; ~1 h on 2 shared cores).
 
 Parts (``SCALE_PARTS``, default ``bm25,dense,real``; sizes ``SCALE_SIZES``, default ``100000,1000000``):
 
