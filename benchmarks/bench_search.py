@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.search_cache import bench_cache_replay
+
 
 def _bench(name: str, value: float, unit: str) -> None:
     print(f"BENCH {name} {value:.4g} {unit}", flush=True)
@@ -332,6 +334,7 @@ def main() -> None:
     _bench("dense_server_qps_1client", dense_rows[0][3], "q/s")
     # one client sending one query at a time = encoding per request, as Search-R1's server does
     _bench("dense_server_batching_speedup", max(r[3] for r in dense_rows) / dense_rows[0][3], "x")
+    bench_cache_replay(work / "cache")  # BENCH cache_replay_qps (benchmarks/search_cache.py)
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("searchr1.data.cli", "convert and inspect QA data sets"),
     "world": ("searchr1.data.world_cli", "generate SearchWorld: a fictional corpus + QA splits only search can answer"),
     "train": ("searchr1.rl.cli", "RL (PPO/GRPO), SFT or rejection-sampling training"),
+    "plan": ("searchr1.rl.plan", "estimate per-GPU training memory of a config (ddp, fsdp, offload, LoRA)"),
     "eval": ("searchr1.eval.cli", "evaluate methods (direct, cot, rag, ircot, search-o1, search-r1, r1) on QA sets"),
     "ask": ("searchr1.eval.cli", "answer one question with search, printing the trajectory live"),
     "wiki-qa": ("searchr1.eval.cli", "build a small real-Wikipedia QA set from the wiki summaries corpus"),

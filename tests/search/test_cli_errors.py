@@ -54,6 +54,7 @@ CASES = [
     (["index", "--retriever", "qdrant", "--corpus", "{corpus}", "--out", "{tmp}/q"], {}, 2, "--qdrant-url goes with"),
     (["search", "--index", "{idx}", "--nprobe", "8", "q"], {}, 2, "apply to dense indexes only"),
     (["serve", "--index", "{idx}", "--mmap", "--faiss-gpu"], {}, 2, "mmap and gpu exclude each other"),
+    (["serve", "--backend", "web:serper", "--nprobe", "8"], {}, 2, "apply to a local index"),
     (["index", "import", "--corpus", "{corpus}", "--out", "{tmp}/i"], {}, 2, "needs --faiss"),
     (["index", "import", "--corpus", "{corpus}", "--out", "{tmp}/i", "--faiss", "{tmp}/x.index"], {}, 2,
      "needs --encoder"),

@@ -19,6 +19,10 @@ Concurrent requests are batched: one worker thread runs the engine on up to ``ma
 questions at a time. Requests are bounded (body size, question length, waiting requests: 503 with
 ``Retry-After`` beyond ``max_pending``); a bearer token is required when ``token`` is set; errors use
 OpenAI's ``{"error": {"message", "type"}}`` shape.
+
+``GET /`` is a web page (``agent/static``: plain HTML, CSS and JS, no build step, nothing loaded from
+elsewhere) that asks through the streaming endpoint and shows the trajectory turn by turn; it asks
+for the token when ``/health`` reports ``auth_required``.
 """
 
 import asyncio
@@ -30,6 +34,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from searchr1.data.prompts import apply_chat_template, make_prompt
 from searchr1.rollout.backends.base import Backend
@@ -38,6 +43,14 @@ from searchr1.rollout.engine import RolloutEngine
 from searchr1.rollout.types import Trajectory
 from searchr1.search.base import Hit, Retriever
 from searchr1.search.server import bearer_matches, is_json
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGE_HEADERS = {   # the page loads only its own files and talks only to this service
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @dataclass
@@ -166,13 +179,19 @@ def parse_chat_request(payload: object, config: AgentConfig) -> tuple[str, bool]
 
 
 def create_agent_app(runner: AgentRunner, config: AgentConfig | None = None):
-    """The FastAPI app: /v1/chat/completions, /v1/models, /health."""
+    """The FastAPI app: /v1/chat/completions, /v1/models, /health, and the page at /."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+    from fastapi.staticfiles import StaticFiles
 
     config = config or runner.config
     app = FastAPI(title="searchr1 agent", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runner = runner
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
 
     def error(status: int, message: str, kind: str = "invalid_request_error", **headers) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status,
@@ -196,7 +215,8 @@ def create_agent_app(runner: AgentRunner, config: AgentConfig | None = None):
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": config.model_name, "pending": runner.pending,
+        return {"status": "ok", "model": config.model_name, "auth_required": config.token is not None,
+                "pending": runner.pending,
                 "batches": runner.batches, "questions": runner.questions}
 
     @app.get("/v1/models")

@@ -12,10 +12,12 @@ from searchr1.eval.ask import LivePrinter, ask, ask_agent, print_json
 from searchr1.eval.manifest import compare_manifests, coverage, dataset_protocol, load_manifest
 from searchr1.eval.runner import EvalConfig, evaluate
 from searchr1.errors import UsageError
-from searchr1.eval.setup import DEMO_INDEX, default_index, make_generator, make_retriever
+from searchr1.eval.setup import (BACKENDS, DEMO_INDEX, check_backend, default_index, make_generator, make_retriever,
+                                 make_rollout_backend)
 from searchr1.eval.types import EvalContext
 from searchr1.eval.wiki_qa import write_wiki_qa
 from searchr1.models.generate import Decoding
+from searchr1.search.cli import add_cache_args, cache_config
 
 SPLITS = ("train", "dev", "test", "heldout", "validation")
 
@@ -83,6 +85,9 @@ def _add_model_args(p) -> None:
     p.add_argument("--openai-model", default=None, help="model name at --openai-base")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--backend", default="hf", choices=BACKENDS,
+                   help="what decodes the rollout-engine methods (search-r1, search-o1, ask): hf (the project's "
+                        "loop) or vllm (a vLLM engine on the same checkpoint; `make install-vllm` on CPU)")
 
 
 def _add_retriever_args(p) -> None:
@@ -94,6 +99,10 @@ def _add_retriever_args(p) -> None:
     p.add_argument("--search-failures", choices=("abort", "record"), default="abort",
                    help="abort: stop after 10 failed searches in a row (a re-run retries the affected "
                         "predictions); record: only count them")
+    p.add_argument("--search-backend", default=None, metavar="web:NAME",
+                   help="search the web instead of --index/--server: web:serper, web:serpapi, web:brave, web:searxng "
+                        "(keys and URLs from the environment, see docs/retrieval.md)")
+    add_cache_args(p)
 
 
 def dataset_name(source: str, split: str | None) -> str:
@@ -117,6 +126,7 @@ def run_eval(args) -> int:
                         max_new_tokens=args.max_new_tokens,
                         method_options={"search-r1": {"template": args.template,
                                                       "chat_template": args.chat_template == "auto"}})
+    check_backend(args.backend, tuple(config.methods), api=bool(args.openai_base or args.openai_model))
     datasets, infos = {}, []
     for src in args.data:
         split = args.split or ("test" if Path(src).is_dir() else None)
@@ -127,14 +137,16 @@ def run_eval(args) -> int:
             return 2
         datasets[name] = examples
         infos.append(dataset_protocol(name, examples, src, args.limit))
-    retriever, retriever_info = make_retriever(args.index, args.server, args.token, args.search_failures)
+    retriever, retriever_info = make_retriever(args.index, args.server, args.token, args.search_failures,
+                                               backend=args.search_backend, cache=cache_config(args))
     bundle = make_generator(args.model, args.openai_base, args.openai_model, device=args.device,
                             dtype=args.dtype, revision=args.revision, batch_size=args.batch_size)
+    rollout_backend = make_rollout_backend(args.backend, bundle, tuple(config.methods))
     ctx = EvalContext(generator=bundle.generator, retriever=retriever, topk=args.topk,
                       decoding=Decoding(temperature=args.temperature,
                                         seed=args.seed),
                       max_turns=args.max_turns, ircot_steps=args.ircot_steps,
-                      model=bundle.model, tokenizer=bundle.tokenizer)
+                      model=bundle.model, tokenizer=bundle.tokenizer, rollout_backend=rollout_backend)
 
     def progress(p):
         console.print(f"[dim]{p.line()}[/dim]")
@@ -170,20 +182,24 @@ def run_ask(args) -> int:
         elif result["answer"] is None:
             console.print(f"[yellow]no answer[/] ({result['finish_reason']})")
         return 0
-    index = default_index(args.index, args.server)
-    retriever, _ = make_retriever(index, args.server, args.token, args.search_failures)
+    check_backend(args.backend, api=bool(args.openai_base or args.openai_model))
+    index = default_index(args.index, args.server or args.search_backend)
+    retriever, _ = make_retriever(index, args.server, args.token, args.search_failures,
+                                  backend=args.search_backend, cache=cache_config(args))
     if retriever is None:
-        raise UsageError("searchr1 ask needs a retriever: --index DIR or --server URL (after `make demo`, "
+        raise UsageError("searchr1 ask needs a retriever: --index DIR or --server URL, or --search-backend web:NAME "
+                         "(after `make demo`, "
                          f"{DEMO_INDEX} is used by default)")
     if index and not args.index:
         console.print(f"[dim]index: {index} (the demo's)[/dim]")
     bundle = make_generator(args.model, args.openai_base, args.openai_model, device=args.device,
                             dtype=args.dtype, revision=args.revision, batch_size=1)
+    rollout_backend = make_rollout_backend(args.backend, bundle)
     if not args.json:
         console.print(f"[dim]model: {bundle.info.get('name')}[/dim]")
     ctx = EvalContext(generator=bundle.generator, retriever=retriever, topk=args.topk,
                       decoding=Decoding(max_new_tokens=args.max_new_tokens), max_turns=args.max_turns,
-                      model=bundle.model, tokenizer=bundle.tokenizer)
+                      model=bundle.model, tokenizer=bundle.tokenizer, rollout_backend=rollout_backend)
     result = ask(args.question, ctx, live=None if args.json else LivePrinter(console), template=args.template)
     if args.json:
         print_json(result)

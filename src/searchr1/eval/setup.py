@@ -1,7 +1,10 @@
 """Building the pieces of an evaluation from command-line style options.
 
-* ``make_retriever(index=..., server=...)``: an in-process index or a retrieval server;
+* ``make_retriever(index=..., server=..., backend=..., cache=...)``: an in-process index, a retrieval
+  server or a web search API, optionally behind the persistent search cache;
 * ``make_generator(model=..., openai_base=..., openai_model=...)``: a local model or an API;
+* ``make_rollout_backend("vllm", bundle)``: a vLLM engine on the generator's checkpoint for the
+  rollout-engine methods (``--backend vllm``);
 * ``default_model(runs="runs")``: the newest trained checkpoint under ``runs/``, else the
   embedded SmolLM2 (what ``searchr1 ask`` uses when ``--model`` is not given).
 """
@@ -12,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchr1.errors import UsageError
+from searchr1.rollout.backends.vllm import INSTALL_HINT, VLLMBackend, vllm_available
 from searchr1.eval.manifest import index_protocol
+from searchr1.search import cache as search_cache
+from searchr1.search.cache import SearchCacheConfig
 from searchr1.search.client import HTTPSearchClient
 from searchr1.search.guard import GuardedRetriever, startup_check
-from searchr1.search.index import load_retriever
-from searchr1.models.smollm2 import SMOLLM2_NAMES
+from searchr1.search.index import load_retriever, read_index_meta
+from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
+from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2_dir
 
 
 @dataclass
@@ -28,20 +35,31 @@ class GeneratorBundle:
 
 
 def make_retriever(index: str | None = None, server: str | None = None, token: str | None = None,
-                   failure_policy: str = "abort", max_consecutive_failures: int = 10):
-    """(retriever, manifest entry). Exactly one of ``index`` / ``server``; neither gives (None, None).
+                   failure_policy: str = "abort", max_consecutive_failures: int = 10, *,
+                   backend: str | None = None, web: WebConfig | None = None,
+                   cache: SearchCacheConfig | None = None):
+    """(retriever, manifest entry). Exactly one of ``index`` / ``server`` / ``backend`` (a web search API,
+    ``web:serper`` ...); none gives (None, None).
 
     A server is probed first (``/health`` and one test search with ``token``, default ``$SEARCHR1_TOKEN``):
-    a dead server or a refused token fails at once. Either retriever is wrapped in the failure policy
-    (``search.guard``): ``abort`` stops the run after ``max_consecutive_failures`` failed searches in a row;
-    ``record`` only counts them (the report and a re-run still see every failed search).
+    a dead server or a refused token fails at once. ``cache`` puts the persistent search cache
+    (``search.cache``: rw, record or replay) in front of the retriever. The result is wrapped in the
+    failure policy (``search.guard``): ``abort`` stops the run after ``max_consecutive_failures`` failed
+    searches in a row; ``record`` only counts them (the report and a re-run still see every failed search).
     """
-    if index and server:
-        raise UsageError("pass either --index DIR or --server URL, not both.")
+    if sum(bool(x) for x in (index, server, backend)) > 1:
+        raise UsageError("pass one retriever: --index DIR, --server URL or --search-backend web:NAME.")
     if index:
         if not Path(index).is_dir():
             raise FileNotFoundError(f"index directory {index!r} does not exist; build it with `searchr1 index`.")
         retriever, info = load_retriever(index), index_protocol(index)
+        ident = search_cache.identity(retriever, read_index_meta(index))
+    elif backend:
+        web = WebConfig(**{**(web or WebConfig()).__dict__, "provider": parse_backend(backend)})
+        retriever = WebSearchRetriever(web)
+        ident = retriever.cache_identity()
+        info = {"kind": retriever.kind, "num_passages": None, "corpus_sha256": None,
+                "settings": {"params": web.params}, "location": {"url": retriever.url}}
     elif server:
         retriever = HTTPSearchClient(server, token=token or None)   # None: the client reads $SEARCHR1_TOKEN
         startup_check(retriever)   # fail early, with the URL, when the server is down or refuses the token
@@ -50,8 +68,13 @@ def make_retriever(index: str | None = None, server: str | None = None, token: s
         # server reports one (`corpus_sha256`), else the manifest says it is unknown (None)
         info = {"kind": health.get("retriever", "server"), "num_passages": health.get("corpus_size"),
                 "corpus_sha256": health.get("corpus_sha256"), "location": {"url": server}}
+        ident = (f"server:{info['kind']}", info["corpus_sha256"]) if info["corpus_sha256"] else \
+            search_cache.identity(retriever)
     else:
         return None, None
+    retriever = search_cache.wrap(retriever, cache, *ident)
+    if cache is not None and cache.mode != "off":  # recorded where paths go: never compared, replay == live
+        info["location"] = {**info.get("location", {}), "search_cache": {"path": cache.path, "mode": cache.mode}}
     return GuardedRetriever(retriever, failure_policy, max_consecutive_failures), info
 
 
@@ -111,3 +134,38 @@ def make_generator(model: str | None = None, openai_base: str | None = None, ope
     m, tok = load_causal_lm(name, dtype=dtype, device=device, revision=revision)
     info = {**model_fingerprint(m, name, revision), "kind": "hf", "dtype": str(next(m.parameters()).dtype)}
     return GeneratorBundle(HFGenerator(m, tok, name=name, batch_size=batch_size), m, tok, info)
+
+
+BACKENDS = ("hf", "vllm")
+ENGINE_METHODS = ("search-r1", "search-o1")
+"""Methods that run the rollout engine, and so can run on ``--backend vllm`` (the others call the generator)."""
+
+
+def check_backend(kind: str, methods: tuple[str, ...] = ENGINE_METHODS, api: bool = False) -> None:
+    """Reject a ``--backend`` that cannot run these methods, before anything loads (UsageError)."""
+    if kind not in BACKENDS:
+        raise UsageError(f"--backend {kind}: use one of {', '.join(BACKENDS)}")
+    if kind == "hf":
+        return
+    if api:
+        raise UsageError("--backend vllm runs a local checkpoint (--model), not an OpenAI-compatible endpoint")
+    others = [m for m in methods if m not in ENGINE_METHODS]
+    if others:
+        raise UsageError(f"--backend vllm runs the rollout-engine methods ({', '.join(ENGINE_METHODS)}); "
+                         f"the others ({', '.join(others)}) call the generator: drop them from --methods or use --backend hf")
+    if not vllm_available():
+        raise UsageError(f"--backend vllm, but vLLM is not installed here: {INSTALL_HINT}")
+
+
+def make_rollout_backend(kind: str, bundle: GeneratorBundle, methods: tuple[str, ...] = ENGINE_METHODS):
+    """None for ``hf`` (the engine methods build HFBackend on ``bundle.model``); for ``vllm`` one in-process
+    vLLM engine on the same checkpoint in the same dtype, recorded in ``bundle.info["rollout_backend"]``."""
+    check_backend(kind, methods, api=bundle.model is None)
+    if kind == "hf":
+        return None
+    path = bundle.info["name"]
+    if path in SMOLLM2_NAMES:
+        path = str(smollm2_dir())
+    dtype = bundle.info["dtype"].removeprefix("torch.")
+    bundle.info["rollout_backend"] = "vllm"
+    return VLLMBackend(path, dtype=dtype)

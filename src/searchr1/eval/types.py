@@ -28,6 +28,9 @@ class EvalContext:
     """The local model and tokenizer behind ``generator`` (search-r1, search-o1 and ask run the rollout
     engine's HFBackend on them)."""
     tokenizer: object | None = None
+    rollout_backend: object | None = None
+    """The rollout backend those engine methods run on instead (``--backend vllm``: a ``VLLMBackend`` on the
+    same checkpoint); None = HFBackend on ``model``."""
 
     def __post_init__(self):
         if self.topk < 1:

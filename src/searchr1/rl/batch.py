@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from searchr1.models.signature import forward_params
-from searchr1.rl.core_algos import logprobs_and_entropy
+from searchr1.rl.core_algos import chunked_logprobs_and_entropy, logprobs_and_entropy
+from searchr1.rl.lm_head import hidden_forward, split_lm
 from searchr1.rl.shared_prompt import prompt_groups, share_prompt_unsupported, shared_prompt_logits
 from searchr1.rollout.types import Trajectory
 
@@ -170,12 +171,51 @@ def _full_logits(model, batch: Batch) -> Tensor:
     return logits.gather(1, index.unsqueeze(-1).expand(-1, -1, V))
 
 
+def response_hidden(model, batch: Batch, mode: str = FULL) -> Tensor:
+    """Teacher-forced last hidden states at the response positions: (B, R, H).
+
+    Row ``[i, j]`` is what ``lm_head`` turns into :func:`response_logits`' row ``[i, j]`` (before the
+    temperature); the model runs with ``logits_to_keep=1`` so no (B, L, V) logits are built. The model
+    must pass :func:`~searchr1.rl.lm_head.hidden_unsupported`.
+    """
+    if mode not in MODES:
+        raise ValueError(f"response_hidden: mode={mode!r}; use one of {', '.join(MODES)}")
+    parts = split_lm(model)
+    if isinstance(parts, str):
+        raise TypeError(f"{parts}; set actor.logprob_chunk_size=0")
+    trunk = parts[0]
+    if mode == SHARED:
+        plen = batch.resp_index[:, 0] + 1
+        groups = prompt_groups(batch.input_ids, plen)
+        return shared_prompt_logits(model, batch.input_ids, plen, batch.responses, batch.valid_mask, groups,
+                                    trunk=trunk)
+    mask = None if is_right_padded(batch.attention_mask) else batch.attention_mask
+    h, _ = hidden_forward(model, trunk, input_ids=batch.input_ids, attention_mask=mask, use_cache=False)
+    return h.gather(1, batch.resp_index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+
+def response_logprobs(model, batch: Batch, temperature: float = 1.0, mode: str = FULL, chunk_size: int = 0,
+                      entropy: bool = True, entropy_grad: bool = False) -> tuple[Tensor, Tensor | None]:
+    """log π(response token) (B, R) and the entropy (B, R) or None, float32, at ``temperature``.
+
+    chunk_size 0: from :func:`response_logits` (B, R, V); > 0: from :func:`response_hidden` projected
+    ``chunk_size`` positions at a time (:func:`~searchr1.rl.core_algos.chunked_logprobs_and_entropy`),
+    same values without the (B, R, V) logits in the forward or the backward pass.
+    """
+    if chunk_size > 0:
+        head = split_lm(model)[1]
+        return chunked_logprobs_and_entropy(response_hidden(model, batch, mode), head, batch.responses,
+                                            chunk_size, temperature, entropy, entropy_grad)
+    logits = response_logits(model, batch, temperature, mode)
+    return logprobs_and_entropy(logits, batch.responses, entropy, entropy_grad)
+
+
 @torch.no_grad()
 def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float = 1.0,
                      autocast: bool = False, with_entropy: bool = False,
-                     mode: str = FULL) -> tuple[Tensor, Tensor | None]:
+                     mode: str = FULL, chunk_size: int = 0) -> tuple[Tensor, Tensor | None]:
     """log π(response token) for every row, in micro-batches: (B, R) float32 (+ entropy (B, R)).
-    mode: the teacher-forced path (:func:`forward_mode`)."""
+    mode: the teacher-forced path (:func:`forward_mode`); chunk_size: see :func:`response_logprobs`."""
     B, R = batch.responses.shape
     logp = torch.zeros(B, R)
     ent = torch.zeros(B, R) if with_entropy else None
@@ -183,9 +223,8 @@ def forward_logprobs(model, batch: Batch, micro_batch_size: int, temperature: fl
     for s in range(0, B, micro_batch_size):
         mb = batch.select(slice(s, s + micro_batch_size)).to(device)
         with autocast_ctx(device, autocast):
-            logits = response_logits(model, mb, temperature, mode)
+            lp, e = response_logprobs(model, mb, temperature, mode, chunk_size, entropy=with_entropy)
         r = mb.responses.shape[1]
-        lp, e = logprobs_and_entropy(logits, mb.responses, entropy=with_entropy)
         logp[s:s + micro_batch_size, :r] = lp.cpu()
         if ent is not None:
             ent[s:s + micro_batch_size, :r] = e.cpu()

@@ -4,7 +4,10 @@
 
     policy/            save_pretrained (safetensors) + tokenizer — loads in plain transformers / vLLM
                        (with LoRA: the adapter; the merged model is written at the end of training)
-    critic/            PPO critic backbone (save_pretrained) + value_head.safetensors
+    critic/            PPO critic backbone (save_pretrained) + value_head.safetensors (not under fsdp)
+    sharded/           under ``distributed.strategy=fsdp``: policy, critic and optimizer shards
+                       (``torch.distributed.checkpoint``; resumes at any world size); policy/ is then
+                       the consolidated export of the gathered weights
     trainer_state.pt   optimizer / scheduler state dicts, RNG states (python, numpy, torch),
                        data position, step, KL coefficient, counters, run id — tensors and plain
                        Python values only, read back with ``torch.load(weights_only=True)``
@@ -140,8 +143,11 @@ def latest_checkpoint(root: str | Path) -> Path | None:
 
 # ----------------------------------------------------------------------------- writing
 def save_checkpoint(root: str | Path, step: int, policy, tokenizer, state: dict,
-                    critic=None, keep_last: int = 2, run_id: str | None = None) -> Path:
-    """Write ``root/step_<step>`` durably, swap it into place and prune this run's older ones."""
+                    critic=None, keep_last: int = 2, run_id: str | None = None, sharded: Path | None = None) -> Path:
+    """Write ``root/step_<step>`` durably, swap it into place and prune this run's older ones.
+
+    sharded: a ``torch.distributed.checkpoint`` directory every rank has written (fsdp); it is moved
+    into the checkpoint as ``sharded/`` before the checkpoint is marked complete."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -155,6 +161,8 @@ def save_checkpoint(root: str | Path, step: int, policy, tokenizer, state: dict,
     if critic is not None:
         critic.save_pretrained(tmp / "critic")
     torch.save({**state, "run_id": run_id}, tmp / STATE_FILE)
+    if sharded is not None:
+        os.rename(sharded, tmp / "sharded")
     (tmp / META_FILE).write_text(json.dumps({"run_id": run_id, "step": step}) + "\n", encoding="utf-8")
     fsync_tree(tmp)
     _write_synced(tmp / DONE_FILE, f"{step}\n")

@@ -23,7 +23,10 @@ import yaml
 from searchr1.errors import ConfigError
 from searchr1.rewards.score import KINDS as REWARD_KINDS
 from searchr1.rl.core_algos import AGG_MODES, KL_KINDS
+from searchr1.rollout.backends.vllm import INSTALL_HINT, VLLMConfig, vllm_available
 from searchr1.rollout.config import RolloutConfig
+from searchr1.search.cache import SearchCacheConfig
+from searchr1.search.web import WebConfig, parse_backend
 
 ALGORITHMS = ("ppo", "grpo", "rloo", "reinforce")
 RECIPES = ALGORITHMS + ("sft", "rejection-sampling")
@@ -66,6 +69,59 @@ class ModelConfig:
             raise ValueError(f"model.dtype={self.dtype!r}: use float32 or bfloat16")
         if self.lora_rank < 0:
             raise ValueError(f"model.lora_rank={self.lora_rank}: use 0 (full fine-tuning) or a positive rank")
+
+
+ROLLOUT_BACKENDS = ("hf", "vllm")
+
+
+@dataclass
+class TrainRolloutConfig(RolloutConfig):
+    """The rollout engine's settings (:class:`RolloutConfig`) plus which backend decodes during training."""
+
+    backend: str = "hf"
+    """hf: the project's own batched decoding loop on the policy itself (no extra install) | vllm: a vLLM
+    engine (``make install-vllm`` on CPU, ``pip install 'searchr1[vllm]'`` on GPU) kept on the policy's
+    weights by a push after every update (docs/vllm.md)."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    """Engine settings, used when ``backend=vllm``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend not in ROLLOUT_BACKENDS:
+            raise ValueError(f"rollout.backend={self.backend!r}: use one of {', '.join(ROLLOUT_BACKENDS)}")
+
+
+@dataclass
+class ActorConfig:
+    logprob_chunk_size: int = 0
+    """0 = log-probs and entropy from the full (micro-batch, length, vocab) logits; N > 0 = from the last
+    hidden states, projected to the vocabulary N positions at a time (forward and backward), so memory
+    does not grow with vocab x length: same values and gradients (rl/lm_head.py). Models whose logits
+    are not lm_head(hidden) (soft-capping, copy heads) keep the full logits, with a log line."""
+
+    def __post_init__(self):
+        if self.logprob_chunk_size < 0:
+            raise ValueError(f"actor.logprob_chunk_size={self.logprob_chunk_size}: use 0 (full logits) or a "
+                             "positive number of positions per chunk, e.g. 1024")
+
+
+@dataclass
+class DistributedConfig:
+    strategy: str = "ddp"
+    """ddp: every rank holds the whole policy, reference, critic and optimizer state (gradients summed
+    with all_reduce); fsdp: FSDP2 shards them over the ranks per decoder layer (rl/fsdp.py; launch with
+    torchrun). Both give the single-process update on the global batch."""
+    mixed_precision: bool = False
+    """fsdp: bf16 compute and all-gathers, fp32 sharded parameters and gradient reductions."""
+    cpu_offload: bool = False
+    """fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory."""
+
+    def __post_init__(self):
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"distributed.strategy={self.strategy!r}: use ddp or fsdp")
+        if self.strategy == "ddp" and (self.mixed_precision or self.cpu_offload):
+            raise ValueError("distributed.mixed_precision / distributed.cpu_offload apply to FSDP only: set "
+                             "distributed.strategy=fsdp (under ddp use model.bf16_autocast)")
 
 
 @dataclass
@@ -250,6 +306,26 @@ class DataConfig:
 
 
 @dataclass
+class SearchConfig:
+    backend: str = ""
+    """A web search API: web:serper, web:serpapi, web:brave or web:searxng (keys from SERPER_API_KEY,
+    SERPAPI_API_KEY, BRAVE_API_KEY; see docs/retrieval.md); empty = data.retriever_url / data.index_dir."""
+    web: WebConfig = field(default_factory=WebConfig)
+    """Web backend settings (base_url, qps, retries, params ...); the provider is the one ``backend`` names."""
+    cache: SearchCacheConfig = field(default_factory=SearchCacheConfig)
+    """Persistent search cache in front of the retriever: ``{path, mode}``, mode off | rw | record | replay
+    (replay makes a run's searches re-runnable for free and fails on a query it never recorded)."""
+
+    def __post_init__(self):
+        if self.backend:
+            provider = parse_backend(self.backend)  # ConfigError naming the valid backends
+            if self.web.provider not in (provider, WebConfig.provider):
+                raise ConfigError(f"search.web.provider={self.web.provider} contradicts search.backend={self.backend}; "
+                                  "leave search.web.provider out (the backend names the provider).")
+            self.web = dataclasses.replace(self.web, provider=provider)  # config.json shows the provider used
+
+
+@dataclass
 class GuardConfig:
     entropy_min: float | None = None
     """Warn (or stop) when the policy entropy falls below this (collapse); None = no check."""
@@ -357,10 +433,13 @@ class ColdStartConfig:
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    rollout: TrainRolloutConfig = field(default_factory=TrainRolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     guards: GuardConfig = field(default_factory=GuardConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -392,18 +471,35 @@ class TrainConfig:
                              "learned; set rollout.do_sample=true")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+        v = self.rollout.vllm
+        if self.rollout.backend == "vllm" and v.max_model_len is not None and v.max_model_len < self.rollout.max_total_tokens:
+            raise ValueError(f"rollout.vllm.max_model_len={v.max_model_len} is shorter than rollout.max_total_tokens="
+                             f"{self.rollout.max_total_tokens}: a trajectory would not fit the engine; raise "
+                             "max_model_len or lower max_total_tokens")
+
+    @property
+    def vllm_dtype(self) -> str:
+        """The engine's dtype: ``rollout.vllm.dtype``, with ``auto`` meaning the policy's ``model.dtype``."""
+        return self.model.dtype if self.rollout.vllm.dtype == "auto" else self.rollout.vllm.dtype
 
     def check_inputs(self) -> None:
         """The files this run reads exist (called before any model loads; raises ConfigError)."""
         wanted = [("sft.train_file", self.sft.train_file)] if self.recipe == "sft" else \
             [("data.train_file", self.data.train_file), ("data.val_file", self.data.val_file)]
-        if self.recipe != "sft" and self.rollout.search_enabled and not self.data.retriever_url:
+        if self.search.backend and (self.data.retriever_url or self.data.index_dir):
+            raise ConfigError(f"search.backend={self.search.backend} searches the web; leave data.retriever_url and "
+                              "data.index_dir empty (or search.backend empty to use them).")
+        remote = self.data.retriever_url or self.search.backend
+        if self.recipe != "sft" and self.rollout.search_enabled and not remote:
             if not self.data.index_dir:
                 raise ConfigError("no retriever: set data.retriever_url (a `searchr1 serve` URL) or data.index_dir "
                                   "(a directory written by `searchr1 index`), or rollout.search_enabled=false")
             wanted.append(("data.index_dir", self.data.index_dir))
         if self.recipe != "sft" and not self.data.train_file:
             raise ConfigError("no training data: set data.train_file (FlashRAG jsonl or Search-R1 parquet)")
+        if self.recipe != "sft" and self.rollout.backend == "vllm":
+            if not vllm_available():
+                raise ConfigError(f"rollout.backend=vllm, but vLLM is not installed here: {INSTALL_HINT}")
         for key, path in wanted:
             if path and not Path(path).exists():
                 raise ConfigError(f"{key}={path} does not exist; fix the path (relative paths start at "

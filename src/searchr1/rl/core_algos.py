@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
@@ -342,6 +343,44 @@ def logprobs_and_entropy(logits: Tensor, tokens: Tensor, entropy: bool = True,
         return logp, None
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         ent = logz - (torch.exp(logits - logz.unsqueeze(-1)) * logits).sum(dim=-1)
+    return logp, ent
+
+
+def chunked_logprobs_and_entropy(hidden: Tensor, head, tokens: Tensor, chunk_size: int,
+                                 temperature: float = 1.0, entropy: bool = True,
+                                 entropy_grad: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``logprobs_and_entropy(head(hidden) / temperature, tokens)`` without the (B, T, V) logits.
+
+    hidden (B, T, H) last hidden states, tokens (B, T) -> logp (B, T), entropy (B, T) or None, float32.
+    head: the output projection (a module or callable (N, H) -> (N, V): tied, biased or LoRA-wrapped).
+    The B·T positions are projected ``chunk_size`` at a time; under autograd each chunk runs in
+    ``torch.utils.checkpoint`` so the backward pass recomputes one chunk's logits at a time instead
+    of keeping all of them: peak memory O(chunk_size·V) instead of O(B·T·V), same values and gradients.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size}: use a positive number of positions per chunk")
+    B, T, H = hidden.shape
+    if B * T == 0:
+        empty = hidden.new_zeros(B, T, dtype=torch.float32)
+        return empty, (empty.clone() if entropy else None)
+    flat_h, flat_t = hidden.reshape(B * T, H), tokens.reshape(B * T)
+    scale = temperature not in (0.0, 1.0)
+
+    def piece(h: Tensor, t: Tensor) -> tuple[Tensor, ...]:
+        logits = head(h)
+        if scale:
+            logits = logits / temperature
+        lp, ent = logprobs_and_entropy(logits, t, entropy, entropy_grad)
+        return (lp,) if ent is None else (lp, ent)
+
+    grad = torch.is_grad_enabled() and (hidden.requires_grad or any(
+        p.requires_grad for p in getattr(head, "parameters", lambda: [])()))
+    outs = []
+    for s in range(0, B * T, chunk_size):
+        args = (flat_h[s:s + chunk_size], flat_t[s:s + chunk_size])
+        outs.append(torch.utils.checkpoint.checkpoint(piece, *args, use_reentrant=False) if grad else piece(*args))
+    logp = torch.cat([o[0] for o in outs]).view(B, T)
+    ent = torch.cat([o[1] for o in outs]).view(B, T) if entropy else None
     return logp, ent
 
 

@@ -17,7 +17,9 @@ Other savings that keep the numbers: the log-probs and the logged entropy share 
 ``logsumexp`` and the entropy keeps no autograd graph unless ``entropy_coef > 0``
 (``core_algos.logprobs_and_entropy``); each micro-batch is trimmed to its own longest row;
 the teacher-forced passes skip the attention mask on right-padded rows and project only
-response positions to the vocabulary (``batch.response_logits``).
+response positions to the vocabulary (``batch.response_logits``). With ``actor.logprob_chunk_size``
+the log-probs come from the last hidden states projected a chunk of positions at a time, forward and
+backward, so no (micro-batch, length, vocab) logits exist (``batch.response_logprobs``).
 
 Which teacher-forced path runs (the full forward, or each distinct prompt once with the
 responses on its KV cache) is chosen once per run by ``batch.forward_mode``, for the training
@@ -36,9 +38,11 @@ from torch import Tensor
 
 from searchr1.rl import core_algos as ca
 from searchr1.rl import distributed as D
-from searchr1.rl.batch import Batch, autocast_ctx, forward_logprobs, forward_mode, response_logits
+from searchr1.rl.batch import Batch, autocast_ctx, forward_logprobs, forward_mode, response_logprobs
 from searchr1.rl.config import AlgorithmConfig, TrainConfig
 from searchr1.rl.critic import ValueModel, forward_values
+from searchr1.rl.fsdp import local_value, reshard, shard_model
+from searchr1.rl.lm_head import hidden_unsupported
 
 
 log = logging.getLogger(__name__)
@@ -54,9 +58,16 @@ def compute_actor_loss(logits: Tensor, mb: Batch, algo: AlgorithmConfig, norm: T
     Needs ``mb.advantages`` and (unless None = on-policy) ``mb.old_logp``; ``mb.ref_logp``
     when the KL is a loss term. Only ``mb.loss_mask(algo.mask_retrieved)`` tokens count.
     """
-    mask = mb.loss_mask(algo.mask_retrieved).to(torch.float32)
     # one logsumexp for both; the entropy carries gradient only when it is a loss term
     logp, ent = ca.logprobs_and_entropy(logits, mb.responses, entropy_grad=algo.entropy_coef > 0)  # (b, R)
+    return actor_loss(logp, ent, mb, algo, norm, kl_coef)
+
+
+def actor_loss(logp: Tensor, ent: Tensor, mb: Batch, algo: AlgorithmConfig, norm: Tensor | float | None = None,
+               kl_coef: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """Policy loss of one micro-batch from its log-probs and entropy, both (b, R) float32
+    (with gradient; the entropy's only needed when ``algo.entropy_coef > 0``)."""
+    mask = mb.loss_mask(algo.mask_retrieved).to(torch.float32)
     old = logp.detach() if mb.old_logp is None else mb.old_logp
     pg, st = ca.ppo_policy_loss(logp, old, mb.advantages, mask, algo.clip_eps, algo.clip_eps_high,
                                 algo.dual_clip_c, algo.loss_agg_mode, norm)
@@ -101,6 +112,12 @@ class Learner:
         self.critic = critic
         if self.algo.name == "ppo" and critic is None:
             self.critic = ValueModel.from_policy(self._base_model()).to(device)
+        self.chunk = self._chunk_size()
+        self.fsdp = cfg.distributed.strategy == "fsdp"
+        if self.fsdp:   # after the reference and critic copies, before the optimizers see the parameters
+            for m in (self.policy, self.ref, self.critic):
+                if m is not None:
+                    shard_model(m, cfg.distributed.mixed_precision, cfg.distributed.cpu_offload)
         o = cfg.optimizer
         params = [p for p in policy.parameters() if p.requires_grad]
         fused = True if o.fused else None    # None: torch picks its default (for-each) implementation
@@ -132,26 +149,52 @@ class Learner:
             log.info("teacher-forced passes: training %s (%s); reference/old-log-prob %s (%s)", train, why_t, ev, why_e)
         return train, ev
 
+    def _chunk_size(self) -> int:
+        """``actor.logprob_chunk_size``, or 0 (full logits, logged) when the policy's logits are not
+        ``lm_head(last hidden state)`` (:func:`~searchr1.rl.lm_head.hidden_unsupported`)."""
+        n = self.cfg.actor.logprob_chunk_size
+        if n <= 0:
+            return 0
+        why = hidden_unsupported(self.policy)
+        if why is not None:
+            log.warning("actor.logprob_chunk_size=%d ignored, full logits instead: %s", n, why)
+            return 0
+        log.info("log-probs from hidden states, %d positions per vocabulary projection", n)
+        return n
+
     def _base_model(self):
         """The policy without a LoRA wrapper (critic backbones start from the base weights)."""
         return self.policy.get_base_model() if self.is_lora else self.policy
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        s = {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "kl_coef": self.kl_ctl.value,
-             "skipped_updates": self.skipped_updates}
+        """Optimizer (unless sharded: :meth:`sharded_state` holds it), scheduler, KL and counters."""
+        s = {"sched": self.sched.state_dict(), "kl_coef": self.kl_ctl.value, "skipped_updates": self.skipped_updates}
+        if not self.fsdp:
+            s["opt"] = self.opt.state_dict()
         if self.copt is not None:
-            s["copt"], s["csched"] = self.copt.state_dict(), self.csched.state_dict()
+            s["csched"] = self.csched.state_dict()
+            if not self.fsdp:
+                s["copt"] = self.copt.state_dict()
         return s
 
+    def sharded_state(self) -> dict:
+        """(model, optimizer) pairs for ``fsdp.save_sharded`` / ``load_sharded``."""
+        out = {"policy": (self.policy, self.opt)}
+        if self.critic is not None:
+            out["critic"] = (self.critic, self.copt)
+        return out
+
     def load_state_dict(self, s: dict) -> None:
-        self.opt.load_state_dict(s["opt"])
+        if "opt" in s:
+            self.opt.load_state_dict(s["opt"])
         self.sched.load_state_dict(s["sched"])
         self.kl_ctl.value = float(s["kl_coef"])
         self.skipped_updates = int(s["skipped_updates"])
-        if self.copt is not None and "copt" in s:
-            self.copt.load_state_dict(s["copt"])
+        if self.copt is not None and "csched" in s:
             self.csched.load_state_dict(s["csched"])
+            if "copt" in s:
+                self.copt.load_state_dict(s["copt"])
 
     # ------------------------------------------------------------------ prepare
     def _on_policy(self) -> bool:
@@ -170,12 +213,12 @@ class Learner:
         self.policy.eval()
         if not self._on_policy() or placement == "reward":
             batch.old_logp, _ = forward_logprobs(self.policy, batch, mb, self.temperature, ac,
-                                                 mode=self.eval_mode)
+                                                 mode=self.eval_mode, chunk_size=self.chunk)
         if placement != "none":
             with self._ref_ctx():
                 ref_model = self.policy if self.is_lora else self.ref
                 batch.ref_logp, _ = forward_logprobs(ref_model, batch, mb, self.temperature, ac,
-                                                     mode=self.eval_mode)
+                                                     mode=self.eval_mode, chunk_size=self.chunk)
         if self.algo.name == "ppo":
             self.critic.eval()
             batch.old_values = forward_values(self.critic, batch, mb, ac)
@@ -199,6 +242,8 @@ class Learner:
             else:
                 seq = ca.reinforce_baseline_advantages(batch.scores)
             batch.advantages = ca.broadcast_to_tokens(seq, mask)
+        if self.fsdp:   # no-grad passes leave the root units gathered; the training pass must start sharded
+            reshard(m for m in (self.policy, self.ref, self.critic) if m is not None)
         return metrics
 
     # ------------------------------------------------------------------ update
@@ -208,9 +253,10 @@ class Learner:
         return [c for c in torch.tensor_split(order, k) if len(c)]
 
     def _finish(self, opt, params, losses_finite: bool) -> tuple[bool, float]:
-        D.all_reduce_grads(params)
+        if not self.fsdp:   # FSDP reduce-scattered (summed) the gradients in the backward pass
+            D.all_reduce_grads(params)
         max_norm = self.cfg.optimizer.max_grad_norm
-        gn = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        gn = local_value(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf")))
         ok = losses_finite and bool(torch.isfinite(gn))
         ok = bool(D.all_sum(torch.tensor(float(not ok))) == 0)   # every rank skips together
         if ok:
@@ -241,8 +287,9 @@ class Learner:
                 for s in range(0, len(mbatch), micro):
                     mb = mbatch.select(slice(s, s + micro)).to(self.device)
                     with autocast_ctx(self.device, ac):
-                        logits = response_logits(self.policy, mb, self.temperature, self.train_mode)
-                    loss, st = compute_actor_loss(logits, mb, self.algo, norm, self.kl_ctl.value)
+                        logp, ent = response_logprobs(self.policy, mb, self.temperature, self.train_mode,
+                                                      self.chunk, entropy_grad=self.algo.entropy_coef > 0)
+                    loss, st = actor_loss(logp, ent, mb, self.algo, norm, self.kl_ctl.value)
                     finite &= bool(torch.isfinite(loss))
                     loss.backward()
                     m = mb.loss_mask(self.algo.mask_retrieved).float()

@@ -9,9 +9,11 @@ import torch
 
 from searchr1.models.hf import load_causal_lm
 from searchr1.rl.checkpoint import CheckpointError
-from searchr1.rl.config import DataConfig, ModelConfig
+from searchr1.rl.config import DataConfig, ModelConfig, SearchConfig
+from searchr1.search import cache as search_cache
 from searchr1.search.client import HTTPSearchClient
-from searchr1.search.index import load_retriever
+from searchr1.search.index import load_retriever, read_index_meta
+from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
 
 
 def load_policy(cfg: ModelConfig, device: torch.device):
@@ -99,12 +101,20 @@ def save_final(model, tokenizer, directory: str | Path, lora: bool = False) -> P
     return directory
 
 
-def build_retriever(cfg: DataConfig):
-    """The retriever the rollout calls: the HTTP client of a running server, or an index in-process."""
+def build_retriever(cfg: DataConfig, search: SearchConfig | None = None):
+    """The retriever the rollout calls: the HTTP client of a running server, an index in-process, or a
+    web search API (``search.backend``), behind the persistent search cache when ``search.cache`` asks."""
+    search = search or SearchConfig()
+    if search.backend:
+        web = WebSearchRetriever(WebConfig(**{**search.web.__dict__, "provider": parse_backend(search.backend)}))
+        return search_cache.wrap(web, search.cache, *web.cache_identity())
     if cfg.retriever_url:
         # "" = unset: the client then reads $SEARCHR1_TOKEN itself
-        return HTTPSearchClient(cfg.retriever_url, token=cfg.retriever_token or None)
+        client = HTTPSearchClient(cfg.retriever_url, token=cfg.retriever_token or None)
+        return search_cache.wrap(client, search.cache, *search_cache.identity(client))
     if cfg.index_dir:
-        return load_retriever(cfg.index_dir)
+        retriever = load_retriever(cfg.index_dir)
+        ident = search_cache.identity(retriever, read_index_meta(cfg.index_dir))
+        return search_cache.wrap(retriever, search.cache, *ident)
     raise ValueError("no retriever: set data.retriever_url (a `searchr1 serve` URL) or data.index_dir "
                      "(a directory written by `searchr1 index`), or rollout.search_enabled=false")

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from searchr1.models.signature import cache_kwarg, forward_params
+from searchr1.rl.lm_head import hidden_forward
 
 
 def share_prompt_unsupported(model, training: bool = True) -> str | None:
@@ -77,17 +78,22 @@ def left_pad_prompts(input_ids: Tensor, prompt_len: Tensor) -> tuple[Tensor, Ten
     return ids, real.long(), src
 
 
-def _run(model, **kwargs):
-    out = model(use_cache=True, **kwargs)
+def _run(model, trunk=None, **kwargs):
+    """(logits, cache) of ``model(use_cache=True, **kwargs)``; with ``trunk`` the trunk's last hidden
+    state (B, L, H) in place of the logits (only one position is projected to the vocabulary then)."""
+    if trunk is not None:
+        out_h, out = hidden_forward(model, trunk, use_cache=True, **kwargs)
+    else:
+        out = model(use_cache=True, **kwargs)
     logits = out.logits if hasattr(out, "logits") else out[0]
     cache = getattr(out, "cache", None)
     if cache is None:
         cache = getattr(out, "past_key_values", None)
-    return logits, cache
+    return (out_h if trunk is not None else logits), cache
 
 
 def shared_prompt_logits(model, input_ids: Tensor, prompt_len: Tensor, responses: Tensor, valid_mask: Tensor,
-                         groups: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                         groups: tuple[Tensor, Tensor] | None = None, trunk=None) -> Tensor:
     """Teacher-forced logits of every response token, each distinct prompt run once: (B, R, V).
 
     input_ids: (B, L) prompt + response from position 0; prompt_len: (B,);
@@ -95,6 +101,8 @@ def shared_prompt_logits(model, input_ids: Tensor, prompt_len: Tensor, responses
     :func:`prompt_groups` of the batch when the caller has it already. Entry ``[i, j]``
     equals the logits a full forward over row i gives at position ``prompt_len[i] - 1 + j``
     (the distribution of response token j). Padding entries (valid_mask 0) are unspecified.
+    trunk: :func:`~searchr1.rl.lm_head.split_lm`'s trunk to return its last hidden states (B, R, H)
+    at those positions instead of the logits.
     """
     kw = cache_kwarg(model)
     if kw is None:
@@ -106,8 +114,8 @@ def shared_prompt_logits(model, input_ids: Tensor, prompt_len: Tensor, responses
     p_ids, p_mask, p_pos = left_pad_prompts(input_ids.index_select(0, first), prompt_len.index_select(0, first))
     R = responses.shape[1]
     pos = prompt_len[:, None].to(dev) + torch.arange(R - 1, device=dev)[None, :]     # (B, R-1)
-    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in forward_params(model) else {}
-    head, cache = _run(model, input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, **kwargs)
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in forward_params(model) and trunk is None else {}
+    head, cache = _run(model, trunk, input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, **kwargs)
     if cache is None or cache.get_seq_length() != p_ids.shape[1]:
         raise RuntimeError(f"{type(model).__name__} returned no KV cache of the prompt with use_cache=True; "
                            "set model.share_prompt=false")
@@ -116,7 +124,7 @@ def shared_prompt_logits(model, input_ids: Tensor, prompt_len: Tensor, responses
         return head
     cache.batch_select_indices(inv)
     mask = torch.cat([p_mask.index_select(0, inv), valid_mask[:, :R - 1].to(p_mask.dtype)], dim=1)
-    body, _ = _run(model, input_ids=responses[:, :R - 1], attention_mask=mask, position_ids=pos,
+    body, _ = _run(model, trunk, input_ids=responses[:, :R - 1], attention_mask=mask, position_ids=pos,
                    **{kw: cache})
     return torch.cat([head, body], dim=1)
 

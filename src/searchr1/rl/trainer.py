@@ -5,11 +5,13 @@ One step::
     batch of questions (seeded order, resumable position), this rank's shard
       -> prompt text (data.prompts) repeated G times (group id = the question's index)
       -> RolloutEngine(backend, retriever, tokenizer, rollout config with a per-step seed).run(...)
+         (rollout.backend=vllm: the engine first gets the policy's weights if an update changed them)
       -> outcome reward on the policy's own answer (rewards.compute_score, EM by default)
       -> Learner.prepare (old/ref log-probs, values, advantages) -> Learner.update (PPO epochs)
       -> metrics (JSONL / TensorBoard / wandb), guards, validation, checkpoints
 
-Rank 0 alone logs and writes checkpoints; every rank holds the same weights.
+Rank 0 alone logs and writes checkpoints; every rank holds the same weights (with vLLM, every rank
+pushes them into its own engine).
 The rollout seed is derived from (seed, step, rank), so a resumed run samples exactly
 what the uninterrupted run would have sampled.
 """
@@ -28,10 +30,12 @@ import torch
 from searchr1.data.load import load_qa
 from searchr1.data.prompts import apply_chat_template, make_prompt
 from searchr1.errors import SearchR1Error
+from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2_dir
 from searchr1.rewards import compute_score, segments_from_mask
 from searchr1.rl import checkpoint as ckpt
 from searchr1.rl import distributed as D
-from searchr1.rl.batch import collate
+from searchr1.rl import fsdp
+from searchr1.rl.batch import Batch, collate, forward_logprobs
 from searchr1.rl.cold_start import cold_start
 from searchr1.rl.config import TrainConfig, config_to_dict
 from searchr1.rl.diagnostics import collapse_metrics, collapse_warnings
@@ -39,6 +43,7 @@ from searchr1.rl.learner import Learner
 from searchr1.rl.models import build_retriever, load_policy, load_weights, save_final, wrap_policy
 from searchr1.rl.tracking import Tracker
 from searchr1.rollout.backends.hf import HFBackend
+from searchr1.rollout.backends.vllm import VLLMBackend
 from searchr1.rollout.engine import RolloutEngine, rollout_metrics
 from searchr1.search.guard import GuardedRetriever, startup_check
 
@@ -165,8 +170,13 @@ class Trainer:
             policy, self.cold_start_report = cold_start(cfg, policy.to(self.device), tokenizer, self.retriever,
                                                  self.train_examples, self.val_examples, self.device)
         self.policy = wrap_policy(policy.to(self.device), cfg.model)
+        # fsdp: the rollout generates on a full copy, refreshed from the shards before each rollout
+        self.rollout_model = fsdp.rollout_copy(cfg, self.policy, self.dist.world_size)
         self.make_backend = make_backend or self._default_backend
-        self._hf_backend = None
+        self._backend = None
+        self.backend_in_use = None     # the backend of the last rollout
+        self.policy_version = 0        # bumped by every update and resume; the engine's weights are of
+        self._engine_version = None    # this version (None: never pushed)
         # reward_fn(trajs, examples) -> (scores, mean components); default: compute_score on the answer
         self.reward_fn = reward_fn or (lambda trajs, exs: score_trajectories(trajs, exs, self.tokenizer,
                                                                             cfg.algorithm.reward))
@@ -186,7 +196,7 @@ class Trainer:
         d = self.cfg.data
         probe = retriever is None
         if probe:
-            retriever = build_retriever(d)
+            retriever = build_retriever(d, self.cfg.search)
         guard = GuardedRetriever(retriever, d.search_failure_policy, d.max_consecutive_search_failures,
                                  d.max_search_failure_rate)
         if probe:
@@ -201,11 +211,27 @@ class Trainer:
                                        self.cfg.data.shuffle)
 
     def _default_backend(self, policy, tokenizer):
-        """One HFBackend for the whole run: it keeps its stop-string tables between steps and runs
-        the policy's live weights."""
-        if self._hf_backend is None:
-            self._hf_backend = _hf_backend(policy, tokenizer)
-        return self._hf_backend
+        """One backend for the whole run: HFBackend (it keeps its stop-string tables between steps and
+        runs the policy's live weights) or, with ``rollout.backend=vllm``, one vLLM engine that
+        :meth:`sync_engine` keeps on the policy's weights."""
+        if self._backend is None:
+            self._backend = (_vllm_backend(self.cfg) if self.cfg.rollout.backend == "vllm"
+                             else _hf_backend(policy, tokenizer))
+        return self._backend
+
+    def sync_engine(self, backend, policy=None) -> dict[str, float]:
+        """Before a rollout: push ``policy``'s weights (default: the policy; under fsdp the gathered full copy)
+        into a backend that holds its own copy (vLLM) when an update (or a resume) changed them since the last
+        push, or wake it up; ``time/weight_sync``."""
+        if not hasattr(backend, "sync_weights"):
+            return {}
+        if self._engine_version == self.policy_version:
+            if hasattr(backend, "wake_up"):
+                backend.wake_up()
+            return {}
+        seconds = backend.sync_weights(self.policy if policy is None else policy)
+        self._engine_version = self.policy_version
+        return {"time/weight_sync": seconds}
 
     @staticmethod
     def _load(path: str, limit: int):
@@ -222,11 +248,42 @@ class Trainer:
     def rollout(self, examples, group_ids, seed: int | None, greedy: bool = False):
         """Trajectories for ``examples`` (already repeated G times) and the engine timings."""
         rcfg = dataclasses.replace(self.cfg.rollout, seed=seed, do_sample=not greedy and self.cfg.rollout.do_sample)
-        engine = RolloutEngine(self.make_backend(self.policy, self.tokenizer), self.retriever, self.tokenizer, rcfg)
+        full = self._full_policy()
+        backend = self.make_backend(full, self.tokenizer)
+        synced = self.sync_engine(backend, full)
+        self.backend_in_use = backend
+        engine = RolloutEngine(backend, self.retriever, self.tokenizer, rcfg)
         self.policy.eval()
         with torch.no_grad():
             trajs = engine.run(self.prompts_for(examples), [ex.id for ex in examples], group_ids)
-        return trajs, dict(engine.timings)
+        return trajs, {**engine.timings, **synced}
+
+    def logprob_mismatch(self, trajs, batch: Batch) -> dict[str, float]:
+        """``rollout/logprob_abs_diff_{mean,max}``: |engine log-prob - trainer log-prob| over the policy's tokens,
+        when a separate engine (vLLM) sampled. The trainer's are ``batch.old_logp`` when prepare computed them,
+        else one no-grad pass here (``time/logprob_check``)."""
+        if not hasattr(self.backend_in_use, "sync_weights") or any(t.response_logprobs is None for t in trajs):
+            return {}
+        t0 = time.perf_counter()
+        trainer = batch.old_logp
+        if trainer is None:
+            trainer, _ = forward_logprobs(self.policy, batch, self.cfg.data.micro_batch_size, self.learner.temperature,
+                                          self.cfg.model.bf16_autocast, mode=self.learner.eval_mode,
+                                          chunk_size=self.cfg.actor.logprob_chunk_size)
+        engine = torch.zeros_like(trainer)
+        for i, t in enumerate(trajs):
+            engine[i, :len(t.response_logprobs)] = torch.tensor(t.response_logprobs, dtype=engine.dtype)
+        mean, peak = logprob_abs_diff(engine, trainer.cpu(), batch.policy_mask.cpu())
+        return {"rollout/logprob_abs_diff_mean": mean, "rollout/logprob_abs_diff_max": peak,
+                "time/logprob_check": time.perf_counter() - t0}
+
+    def _full_policy(self):
+        """The policy with full weights: itself, or under fsdp the rollout copy after gathering the
+        shards into it (collective: every rank calls it)."""
+        if self.rollout_model is None:
+            return self.policy
+        fsdp.copy_full_weights(self.policy, self.rollout_model)
+        return self.rollout_model.eval()
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
@@ -243,10 +300,14 @@ class Trainer:
         metrics = self._reduce_means({**rollout_metrics(trajs), "reward/mean": sum(scores) / len(scores),
                                       **{f"reward/{k}": v for k, v in comps.items()},
                                       **collapse_metrics(trajs, scores)})
+        if isinstance(self.backend_in_use, VLLMBackend):
+            self.backend_in_use.sleep()   # frees its memory for the update where the platform can (GPU)
         t2 = time.perf_counter()
         metrics.update(self.learner.prepare(batch))
+        metrics.update(self._reduce_means(self.logprob_mismatch(trajs, batch)))
         t3 = time.perf_counter()
         metrics.update(self.learner.update(batch, seed))
+        self.policy_version += 1
         t4 = time.perf_counter()
         tokens = float(D.all_sum(batch.attention_mask.sum()))
         metrics.update({
@@ -300,14 +361,19 @@ class Trainer:
         return self.out / "checkpoints"
 
     def save(self) -> Path | None:
+        sharded = None
+        if self.learner.fsdp:   # every rank writes its shards, then rank 0 completes the checkpoint
+            sharded = self.ckpt_root / f".tmp_sharded_step_{self.step:06d}"
+            fsdp.save_sharded(sharded, self.learner.sharded_state())
+        export = self._full_policy()
         if self.dist.is_main:
             state = {"step": self.step, "sampler": {"epoch": self.sampler.epoch, "cursor": self.sampler.cursor},
                      "learner": self.learner.state_dict(), "rng": ckpt.rng_state()}
             if self.search_guard is not None:
                 state["search_guard"] = self.search_guard.state_dict()
-            critic = self.learner.critic if self.cfg.checkpoint.save_critic else None
-            path = ckpt.save_checkpoint(self.ckpt_root, self.step, self.policy, self.tokenizer, state, critic,
-                                        self.cfg.checkpoint.keep_last, run_id=self.run_id)
+            critic = self.learner.critic if self.cfg.checkpoint.save_critic and sharded is None else None
+            path = ckpt.save_checkpoint(self.ckpt_root, self.step, export, self.tokenizer, state, critic,
+                                        self.cfg.checkpoint.keep_last, run_id=self.run_id, sharded=sharded)
         else:
             path = None
         D.barrier()
@@ -340,13 +406,17 @@ class Trainer:
 
     def _load_checkpoint(self, path: Path) -> int:
         state = ckpt.load_state(path)
-        load_weights(self.policy, path / "policy", lora=self.cfg.model.lora_rank > 0)
+        if (path / "sharded").is_dir():   # written under fsdp; loads at any world size and strategy
+            fsdp.load_sharded(path / "sharded", self.learner.sharded_state())
+        else:
+            load_weights(self.policy, path / "policy", lora=self.cfg.model.lora_rank > 0)
         if self.learner.critic is not None and (path / "critic").is_dir():
             load_weights(self.learner.critic.lm, path / "critic")
             self.learner.critic.load_head(path / "critic")
         self.learner.load_state_dict(state["learner"])
         self.sampler.epoch, self.sampler.cursor = state["sampler"]["epoch"], state["sampler"]["cursor"]
         self.step = int(state["step"])
+        self.policy_version += 1
         ckpt.set_rng_state(state["rng"])
         if self.search_guard is not None and "search_guard" in state:
             self.search_guard.load_state_dict(state["search_guard"])
@@ -397,8 +467,9 @@ class Trainer:
                 val_log.append({"step": self.step, **val})
             if not self.stop_reason and not (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0):
                 self.save()
+            final = self._full_policy()
             if self.log_to_disk:
-                save_final(self.policy, self.tokenizer, self.out / "final", lora=cfg.model.lora_rank > 0)
+                save_final(final, self.tokenizer, self.out / "final", lora=cfg.model.lora_rank > 0)
         finally:
             tracker.close()
         if self.log_to_disk:
@@ -441,6 +512,22 @@ def public_config(cfg: TrainConfig) -> dict:
     if d["data"].get("retriever_token"):
         d["data"]["retriever_token"] = "<redacted>"
     return d
+
+
+def logprob_abs_diff(engine: torch.Tensor, trainer: torch.Tensor, policy_mask: torch.Tensor) -> tuple[float, float]:
+    """(mean, max) of |engine - trainer| over the tokens where ``policy_mask`` is 1. All (B, R); (0, 0) when none."""
+    diff = (engine - trainer).abs()[policy_mask.bool()]
+    if diff.numel() == 0:
+        return 0.0, 0.0
+    return float(diff.mean()), float(diff.max())
+
+
+def _vllm_backend(cfg: TrainConfig) -> VLLMBackend:
+    """One in-process vLLM engine on ``cfg.model.path`` (its weights are replaced by the policy's before the
+    first rollout, so a cold start or a resumed checkpoint is what it samples)."""
+    path = str(smollm2_dir()) if cfg.model.path in SMOLLM2_NAMES else cfg.model.path
+    return VLLMBackend.from_config(path, cfg.rollout.vllm, cfg.vllm_dtype, tokenizer=cfg.model.tokenizer or None,
+                                   trust_remote_code=cfg.model.trust_remote_code, seed=cfg.seed)
 
 
 def _hf_backend(model, tokenizer):

@@ -15,6 +15,9 @@ Modules (import what you need; heavy dependencies load lazily):
 * ``client``      HTTPSearchClient, InProcessClient, CachedRetriever
 * ``guard``       GuardedRetriever (failure policy), RetrievalOutage, startup_check
 * ``documents``   build_corpus: a folder of txt/md/html/pdf files as a corpus
+* ``web``         WebConfig, WebSearchRetriever: Serper, SerpAPI, Brave, SearxNG behind the Retriever protocol
+* ``cache``       SearchCacheConfig, CachedSearch: persistent SQLite cache, modes off/rw/record/replay
+* ``rerank``      RerankConfig, CrossEncoderReranker: cross-encoder stage over a retriever's top-n
 """
 from searchr1.search.base import Document, Hit, Retriever, SearchAuthError, SearchError
 

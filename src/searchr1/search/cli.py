@@ -8,6 +8,7 @@ import sys
 from searchr1.errors import UsageError
 from searchr1.search.base import TOKEN_ENV
 from searchr1.search.bm25 import BM25Config
+from searchr1.search.cache import MODES, SearchCacheConfig
 from searchr1.search.corpus import iter_corpus, write_corpus_jsonl, write_corpus_parquet
 from searchr1.search.corpus_build import build_wiki_corpus, iter_wiki_passages, synthetic_corpus
 from searchr1.search.dense import DEFAULT_ENCODER, DenseConfig, LoadOptions, encoder_dim
@@ -15,7 +16,9 @@ from searchr1.search.documents import build_corpus
 from searchr1.search.faiss_index import factory_spec, make_index
 from searchr1.search.index import IndexConfig, build_index, import_faiss_index, load_retriever, read_index_meta
 from searchr1.search.qdrant import QdrantConfig
+from searchr1.search.rerank import RerankConfig
 from searchr1.search.server import ServerConfig, format_results, resolve_token, serve
+from searchr1.search.web import PROVIDERS, WebConfig, parse_backend, resolve_endpoint
 
 
 def register(subparsers) -> None:
@@ -79,8 +82,10 @@ def register(subparsers) -> None:
     _add_load_options(p)
     p.set_defaults(func=_search)
 
-    p = subparsers.add_parser("serve", help="serve an index over HTTP (Search-R1 /retrieve schema)")
-    p.add_argument("--index", required=True)
+    p = subparsers.add_parser("serve", help="serve an index or a web search API over HTTP (Search-R1 /retrieve "
+                                            "schema)")
+    p.add_argument("--index", help="index directory (with the default --backend index)")
+    add_backend_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port, 1-65535 (default 8000)")
     p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV})")
@@ -119,6 +124,34 @@ def _load_options(args) -> LoadOptions:
                            gpu=args.faiss_gpu)
     except ValueError as e:
         raise UsageError(f"{e} (--mmap, --nprobe, --ef-search, --faiss-gpu)") from None
+
+
+def add_backend_args(p) -> None:
+    """``--backend``, the web, search-cache and rerank flags of ``searchr1 serve``."""
+    p.add_argument("--backend", default="index", metavar="NAME",
+                   help=f"index (default: --index DIR) or a web search API: {', '.join('web:' + n for n in PROVIDERS)}"
+                        " (keys from SERPER_API_KEY, SERPAPI_API_KEY, BRAVE_API_KEY)")
+    p.add_argument("--web-base-url", default="", metavar="URL",
+                   help="web: the provider's endpoint (SearxNG: your instance; default <NAME>_BASE_URL or the public one)")
+    p.add_argument("--web-qps", type=float, default=0.0, help="web: requests per second (0 = the provider's default)")
+    add_cache_args(p)
+    p.add_argument("--rerank", default="", metavar="MODEL", help="rerank the top-n with this cross-encoder")
+    p.add_argument("--rerank-top-n", type=int, default=RerankConfig.top_n, metavar="N",
+                   help="hits per query the reranker rescores")
+
+
+def add_cache_args(p) -> None:
+    """``--search-cache PATH --search-cache-mode MODE`` (serve, eval, ask)."""
+    p.add_argument("--search-cache", default="", metavar="PATH",
+                   help="persistent search cache (SQLite file, shareable across processes)")
+    p.add_argument("--search-cache-mode", choices=MODES, default=None,
+                   help="off | rw (default with --search-cache) | record | replay (fail on a miss)")
+
+
+def cache_config(args) -> SearchCacheConfig:
+    """The search cache the ``--search-cache*`` flags ask for."""
+    mode = args.search_cache_mode or ("rw" if args.search_cache else "off")
+    return SearchCacheConfig(path=args.search_cache, mode=mode)
 
 
 def _corpus_wiki(args) -> int:
@@ -228,7 +261,23 @@ def _serve(args) -> int:
                           chunk_queries=args.chunk_queries, docs=args.docs)
     token = resolve_token(args.token)
     options = _load_options(args)
-    read_index_meta(args.index)  # a bad index fails here, before the banner
-    print(f"serving {args.index} on http://{args.host}:{args.port}/retrieve (Ctrl-C to stop)", flush=True)
-    serve(args.index, host=args.host, port=args.port, token=token, config=config, options=options)
+    cache = cache_config(args)
+    rerank = RerankConfig(model=args.rerank, top_n=args.rerank_top_n)
+    if args.backend == "index":
+        if not args.index:
+            raise UsageError("serve needs --index DIR (a local index) or --backend web:NAME (web search).")
+        read_index_meta(args.index)  # a bad index fails here, before the banner
+        what, web = args.index, None
+    else:
+        if args.index:
+            raise UsageError(f"--backend {args.backend} searches the web; leave out --index {args.index}.")
+        if options != LoadOptions():
+            raise UsageError(f"--backend {args.backend} searches the web: --mmap, --nprobe, --ef-search, --k-factor "
+                             "and --faiss-gpu apply to a local index; leave them out.")
+        what = f"{args.backend} web search"
+        web = WebConfig(provider=parse_backend(args.backend), base_url=args.web_base_url, qps=args.web_qps)
+        resolve_endpoint(web)  # a missing key or URL fails here, before the banner
+    print(f"serving {what} on http://{args.host}:{args.port}/retrieve (Ctrl-C to stop)", flush=True)
+    serve(args.index, host=args.host, port=args.port, token=token, config=config, backend=args.backend,
+          web=web, cache=cache, rerank=rerank, options=options)
     return 0

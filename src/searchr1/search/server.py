@@ -40,10 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchr1.errors import UsageError
+from searchr1.search import cache as search_cache
 from searchr1.search.base import TOKEN_ENV, Hit, Retriever
 from searchr1.search.batcher import MicroBatcher, ServerBusy
+from searchr1.search.cache import CachedSearch, SearchCacheConfig
 from searchr1.search.dense import LoadOptions
 from searchr1.search.index import load_retriever, read_index_meta
+from searchr1.search.rerank import CrossEncoderReranker, RerankConfig
+from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
 
 log = logging.getLogger(__name__)
 AUTO_CHUNK = {"bm25": 8, "dense": 256, "qdrant": 256}
@@ -305,14 +309,58 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
 
     @app.get("/health")
     async def health():
-        size = len(retriever) if hasattr(retriever, "__len__") else None  # e.g. a proxying client
-        return {"status": "ok", "index_loaded": True, "retriever": kind, "corpus_size": size,
+        stages = _stages(retriever)
+        sized = next((r for r in stages if hasattr(r, "__len__")), None)  # none: a web backend, a proxying client
+        body = {"status": "ok", "index_loaded": True, "retriever": kind,
+                "corpus_size": len(sized) if sized is not None else None,
                 "max_topk": config.max_topk, "max_queries": config.max_queries, "max_hits": config.max_hits,
                 "chunk_queries": batcher.chunk_queries,
                 "batches": batcher.batches, "queries_served": batcher.queries,
                 "requests_in_flight": gate.requests}
+        for stage in stages:
+            if isinstance(stage, CachedSearch):
+                body["search_cache"] = {"path": str(stage.cache.path), "mode": stage.config.mode, **stage.counters()}
+            if isinstance(stage, CrossEncoderReranker):
+                body["rerank"] = {"model": stage.config.model, "top_n": stage.config.top_n}
+        return body
 
     return app
+
+
+def _stages(retriever) -> list:
+    """``retriever`` and the retrievers it wraps (``.inner``), outermost first."""
+    out = [retriever]
+    while getattr(out[-1], "inner", None) is not None and len(out) < 16:
+        out.append(out[-1].inner)
+    return out
+
+
+def build_backend(backend: str = "index", index_dir: str | Path | None = None, *, web: WebConfig | None = None,
+                  cache: SearchCacheConfig | None = None, rerank: RerankConfig | None = None,
+                  options: LoadOptions | None = None) -> tuple[Retriever, str]:
+    """(retriever, kind) for ``searchr1 serve``: a local index (``backend="index"``) or a web search
+    backend (``"web:serper"``, ...), behind the search cache and then the reranker when configured
+    (the cache stores the backend's top-n, so rescoring never costs a provider request)."""
+    if backend == "index":
+        if not index_dir:
+            raise UsageError("serving a local index needs --index DIR; for web search pass --backend web:NAME.")
+        meta = read_index_meta(index_dir)
+        retriever, kind = load_retriever(index_dir, options), meta["kind"]
+        ident = search_cache.identity(retriever, meta)
+    else:
+        if index_dir:
+            raise UsageError(f"--backend {backend} searches the web; leave out --index {index_dir}.")
+        if options is not None and options != LoadOptions():
+            raise UsageError(f"--backend {backend} searches the web: --mmap, --nprobe, --ef-search, --k-factor "
+                             "and --faiss-gpu apply to a local index; leave them out.")
+        provider = parse_backend(backend)
+        web = WebConfig(**{**(web or WebConfig()).__dict__, "provider": provider})
+        retriever = WebSearchRetriever(web)
+        kind, ident = retriever.kind, retriever.cache_identity()
+    retriever = search_cache.wrap(retriever, cache, *ident)
+    if rerank is not None and rerank.model:
+        retriever = CrossEncoderReranker(retriever, rerank)
+    return retriever, kind
 
 
 def resolve_token(token: str | None) -> str | None:
@@ -336,9 +384,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          config: ServerConfig | None = None, log_level: str = "warning", options: LoadOptions | None = None) -> None:
-    """Load the index in ``index_dir`` (``options``: mmap, nprobe, efSearch, GPUs) and serve it until interrupted."""
+def serve(index_dir: str | Path | None, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+          config: ServerConfig | None = None, log_level: str = "warning", *, backend: str = "index",
+          web: WebConfig | None = None, cache: SearchCacheConfig | None = None,
+          rerank: RerankConfig | None = None, options: LoadOptions | None = None) -> None:
+    """Load the index in ``index_dir`` (or open the web ``backend``) and serve it until interrupted;
+    ``cache`` and ``rerank`` add those stages (:func:`build_backend`); ``options``: mmap, nprobe,
+    efSearch, GPUs of a local index."""
     import uvicorn
 
     token = resolve_token(token)
@@ -348,9 +400,15 @@ def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, toke
     if config.token is None and not is_loopback(host):
         log.warning("serving on %s without a token: anyone who can reach this address can query the "
                     "index; set --token or %s.", host, TOKEN_ENV)
-    kind = read_index_meta(index_dir)["kind"]
-    app = create_app(load_retriever(index_dir, options), config, kind=kind)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    retriever, kind = build_backend(backend, index_dir, web=web, cache=cache, rerank=rerank,
+                                    options=options)
+    app = create_app(retriever, config, kind=kind)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    finally:
+        for stage in _stages(retriever):
+            if isinstance(stage, CachedSearch):
+                stage.close()  # logs the hit rate and the requests saved
 
 
 class BackgroundServer:

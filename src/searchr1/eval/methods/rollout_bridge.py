@@ -1,8 +1,9 @@
 """Running the rollout engine for evaluation: the backend for the context's model, a greedy config
 from its decoding settings, and predictions from trajectories.
 
-A local model (``ctx.model`` and ``ctx.tokenizer``) runs on :class:`HFBackend`, token-in/token-out,
-with the rollout's default budgets, exactly as in training. Any other generator (an API model, a
+A local model (``ctx.model`` and ``ctx.tokenizer``) runs on :class:`HFBackend` (or on
+``ctx.rollout_backend``, e.g. vLLM), token-in/token-out, with the rollout's default budgets, exactly as
+in training. Any other generator (an API model, a
 scripted test generator) runs on :class:`ChatBackend` with the lossless :class:`ByteTokenizer`;
 its budgets would count bytes, so they are lifted (the endpoint's context is the limit) and only the
 per-turn token budget, which the endpoint counts in its own tokens, applies.
@@ -46,7 +47,7 @@ class EngineParts:
             from searchr1.rollout.backends.hf import HFBackend
 
             self.tokenizer = ctx.tokenizer
-            self.backend = HFBackend(ctx.model, ctx.tokenizer)
+            self.backend = ctx.rollout_backend or HFBackend(ctx.model, ctx.tokenizer)
         else:
             self.tokenizer = ByteTokenizer()
             self.backend = ChatBackend(ctx.generator, self.tokenizer)

@@ -172,18 +172,15 @@ class ByteTokenizer:
 class ChatBackend:
     """``ChatBackend(generator, tokenizer)``: the engine's Backend over a text-level Generator.
 
-    ``tokenizer`` must be the engine's (usually :class:`ByteTokenizer`); ``sessions`` keeps every
-    session opened, so a caller can read the transcripts the generator saw.
+    ``tokenizer`` must be the engine's (usually :class:`ByteTokenizer`). No session is kept after it is
+    returned, so a long-running service holds nothing per finished request.
     """
 
     def __init__(self, generator: Generator, tokenizer):
         self.generator, self.tokenizer = generator, tokenizer
-        self.sessions: list[ChatSession] = []
 
     def open(self, prompts: Sequence[Sequence[int]], seed: int | None = None) -> ChatSession:
-        session = ChatSession(self, prompts, 0 if seed is None else int(seed))
-        self.sessions.append(session)
-        return session
+        return ChatSession(self, prompts, 0 if seed is None else int(seed))
 
 
 class ChatSession:
