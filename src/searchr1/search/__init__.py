@@ -6,7 +6,10 @@ Modules (import what you need; heavy dependencies load lazily):
 * ``corpus``      iter_corpus / load_corpus / write_corpus_jsonl / write_corpus_parquet, CorpusError
 * ``corpus_build``build_wiki_corpus, iter_wiki_passages, synthetic_corpus
 * ``bm25``        BM25Config, BM25Retriever (bm25s + PyStemmer, numba kernel)
-* ``dense``       DenseConfig, Encoder, DenseRetriever (HF encoder + FAISS)
+* ``dense``       DenseConfig, LoadOptions, Encoder, DenseRetriever (HF encoder + FAISS)
+* ``faiss_index`` FAISS factory strings, streaming training, nprobe/efSearch, mmap, GPU sharding
+* ``qdrant``      QdrantConfig, QdrantRetriever (the same encoder + a Qdrant collection)
+* ``shards``      ShardedRetriever: global top-k over several /retrieve servers on corpus shards
 * ``index``       IndexConfig, build_index, load_retriever, read_index_meta
 * ``server``      ServerConfig, create_app, serve, BackgroundServer
 * ``client``      HTTPSearchClient, InProcessClient, CachedRetriever

@@ -8,12 +8,14 @@ import sys
 from searchr1.errors import UsageError
 from searchr1.search.base import TOKEN_ENV
 from searchr1.search.bm25 import BM25Config
+from searchr1.search.cache import MODES, SearchCacheConfig
 from searchr1.search.corpus import iter_corpus, write_corpus_jsonl, write_corpus_parquet
 from searchr1.search.corpus_build import build_wiki_corpus, iter_wiki_passages, synthetic_corpus
-from searchr1.search.dense import DEFAULT_ENCODER, DenseConfig
+from searchr1.search.dense import DEFAULT_ENCODER, DenseConfig, LoadOptions, encoder_dim
 from searchr1.search.documents import build_corpus
+from searchr1.search.faiss_index import factory_spec, make_index
 from searchr1.search.index import IndexConfig, build_index, import_faiss_index, load_retriever, read_index_meta
-from searchr1.search.cache import MODES, SearchCacheConfig
+from searchr1.search.qdrant import QdrantConfig
 from searchr1.search.rerank import RerankConfig
 from searchr1.search.server import ServerConfig, format_results, resolve_token, serve
 from searchr1.search.web import PROVIDERS, WebConfig, parse_backend, resolve_endpoint
@@ -51,13 +53,21 @@ def register(subparsers) -> None:
                    help="build (default) or import an existing FAISS index")
     p.add_argument("--corpus", required=True, help="corpus .jsonl / .parquet (import: the .jsonl the index was built from)")
     p.add_argument("--out", required=True, help="index directory")
-    p.add_argument("--retriever", choices=["bm25", "dense"], default="bm25")
+    p.add_argument("--retriever", choices=["bm25", "dense", "qdrant"], default="bm25",
+                   help="bm25, dense (encoder + FAISS) or qdrant (encoder + a Qdrant collection)")
+    p.add_argument("--qdrant-url", help="qdrant: http(s)://host:6333 (key from $QDRANT_API_KEY) or a directory "
+                                        "for Qdrant's embedded local mode")
+    p.add_argument("--qdrant-collection", default="searchr1", help="qdrant: collection name (replaced if present)")
     p.add_argument("--encoder", help="dense: HF encoder path or name (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--prefix", choices=["auto", "e5", "bge", "none"], default="auto", help="dense prefix convention")
     p.add_argument("--query-prefix", help="dense: text put before every query (default: from --prefix)")
     p.add_argument("--pooling", choices=["auto", "mean", "cls"], default="auto", help="dense: encoder pooling")
     p.add_argument("--faiss", default=None,
-                   help="build: FAISS index type, flat (default) or hnsw; import: the FAISS index file")
+                   help="build: FAISS index, flat (default), hnsw or any FAISS factory string (HNSW32, IVF4096,PQ64, "
+                        "OPQ64,IVF16384_HNSW32,PQ64...); import: the FAISS index file")
+    p.add_argument("--nprobe", type=int, default=32, help="dense IVF: lists searched per query (saved as default)")
+    p.add_argument("--train-size", type=int, default=100_000,
+                   help="dense IVF/PQ: corpus-head vectors the index is trained on")
     p.add_argument("--batch-size", type=int, default=64, help="dense: passages per encoder batch")
     p.add_argument("--device", default="cpu", help="dense: torch device")
     p.add_argument("--k1", type=float, default=0.9, help="bm25: k1")
@@ -69,6 +79,7 @@ def register(subparsers) -> None:
     p.add_argument("query", nargs="+", help="one or more queries")
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--json", action="store_true", help="print Search-R1 response JSON")
+    _add_load_options(p)
     p.set_defaults(func=_search)
 
     p = subparsers.add_parser("serve", help="serve an index or a web search API over HTTP (Search-R1 /retrieve "
@@ -93,7 +104,26 @@ def register(subparsers) -> None:
                         "dense 256)")
     p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, help="seconds to receive a body (then 408)")
     p.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs); off by default")
+    _add_load_options(p)
     p.set_defaults(func=_serve)
+
+
+def _add_load_options(p) -> None:
+    p.add_argument("--mmap", action="store_true",
+                   help="memory-map the index (BM25 matrices, FAISS flat codes / IVF lists) instead of reading it")
+    p.add_argument("--nprobe", type=int, help="dense IVF: lists searched per query (default: the index's)")
+    p.add_argument("--ef-search", type=int, help="dense HNSW: search breadth (default: the index's)")
+    p.add_argument("--k-factor", type=int, help="dense with a refine stage (...,RFlat): candidates re-scored "
+                                                "exactly per wanted hit")
+    p.add_argument("--faiss-gpu", action="store_true", help="dense: FAISS on every GPU, sharded (needs faiss-gpu)")
+
+
+def _load_options(args) -> LoadOptions:
+    try:
+        return LoadOptions(mmap=args.mmap, nprobe=args.nprobe, ef_search=args.ef_search, k_factor=args.k_factor,
+                           gpu=args.faiss_gpu)
+    except ValueError as e:
+        raise UsageError(f"{e} (--mmap, --nprobe, --ef-search, --faiss-gpu)") from None
 
 
 def add_backend_args(p) -> None:
@@ -157,23 +187,36 @@ def _corpus_stats(args) -> int:
 
 
 def _dense_config(args, faiss: str = "flat") -> DenseConfig:
-    return DenseConfig(encoder=args.encoder or DEFAULT_ENCODER, prefix=args.prefix, faiss=faiss,
-                       pooling=args.pooling, query_prefix=args.query_prefix, batch_size=args.batch_size,
-                       device=args.device)
+    try:
+        return DenseConfig(encoder=args.encoder or DEFAULT_ENCODER, prefix=args.prefix, faiss=faiss,
+                           pooling=args.pooling, query_prefix=args.query_prefix, batch_size=args.batch_size,
+                           device=args.device, nprobe=args.nprobe, train_size=args.train_size)
+    except ValueError as e:
+        raise UsageError(f"{e} (--faiss, --nprobe, --train-size, --batch-size)") from None
 
 
 def _index(args) -> int:
     if args.action == "import":
         return _index_import(args)
-    if args.faiss not in (None, "flat", "hnsw"):
-        raise UsageError(f"--faiss {args.faiss!r}: building an index takes flat or hnsw; to serve an existing "
-                         "FAISS file use `searchr1 index import --faiss FILE`.")
-    config = IndexConfig(
-        retriever=args.retriever,
-        bm25=BM25Config(k1=args.k1, b=args.b),
-        dense=_dense_config(args, args.faiss or "flat"),
-        show_progress=True,
-    )
+    if args.faiss and args.faiss.endswith((".index", ".faiss")):
+        raise UsageError(f"--faiss {args.faiss!r} looks like a file: building takes flat, hnsw or a FAISS factory "
+                         "string; to serve an existing FAISS file use `searchr1 index import --faiss FILE`.")
+    if args.faiss and args.retriever != "dense":
+        raise UsageError(f"--faiss applies to --retriever dense (this is --retriever {args.retriever}); "
+                         "add --retriever dense or leave --faiss out.")
+    if (args.retriever == "qdrant") != bool(args.qdrant_url):
+        raise UsageError("--qdrant-url goes with --retriever qdrant: pass both (a Qdrant server "
+                         "http://host:6333 or a directory for the embedded mode), or neither.")
+    dense = _dense_config(args, args.faiss or "flat")
+    try:
+        if args.retriever == "dense":  # a bad factory string fails now, not after encoding the corpus
+            make_index(encoder_dim(dense), factory_spec(dense.faiss, dense.hnsw_m))
+        qdrant = QdrantConfig(url=args.qdrant_url, collection=args.qdrant_collection, dense=dense) \
+            if args.retriever == "qdrant" else None
+        config = IndexConfig(retriever=args.retriever, bm25=BM25Config(k1=args.k1, b=args.b), dense=dense,
+                             qdrant=qdrant, show_progress=True)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     retriever = build_index(args.corpus, args.out, config)
     print(f"indexed {len(retriever)} passages ({args.retriever}) into {args.out}")
     return 0
@@ -194,7 +237,7 @@ def _index_import(args) -> int:
 def _search(args) -> int:
     if args.topk < 1:
         raise UsageError(f"--topk {args.topk}: ask for at least 1 passage.")
-    results = load_retriever(args.index).search(args.query, args.topk)
+    results = load_retriever(args.index, _load_options(args)).search(args.query, args.topk)
     if args.json:
         print(json.dumps(format_results(results, return_scores=True), ensure_ascii=False, indent=2))
         return 0
@@ -217,6 +260,7 @@ def _serve(args) -> int:
                           max_inflight_bytes=args.max_inflight_bytes, body_timeout_s=args.body_timeout,
                           chunk_queries=args.chunk_queries, docs=args.docs)
     token = resolve_token(args.token)
+    options = _load_options(args)
     cache = cache_config(args)
     rerank = RerankConfig(model=args.rerank, top_n=args.rerank_top_n)
     if args.backend == "index":
@@ -227,10 +271,13 @@ def _serve(args) -> int:
     else:
         if args.index:
             raise UsageError(f"--backend {args.backend} searches the web; leave out --index {args.index}.")
+        if options != LoadOptions():
+            raise UsageError(f"--backend {args.backend} searches the web: --mmap, --nprobe, --ef-search, --k-factor "
+                             "and --faiss-gpu apply to a local index; leave them out.")
         what = f"{args.backend} web search"
         web = WebConfig(provider=parse_backend(args.backend), base_url=args.web_base_url, qps=args.web_qps)
         resolve_endpoint(web)  # a missing key or URL fails here, before the banner
     print(f"serving {what} on http://{args.host}:{args.port}/retrieve (Ctrl-C to stop)", flush=True)
     serve(args.index, host=args.host, port=args.port, token=token, config=config, backend=args.backend,
-          web=web, cache=cache, rerank=rerank)
+          web=web, cache=cache, rerank=rerank, options=options)
     return 0

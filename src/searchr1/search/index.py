@@ -28,11 +28,12 @@ from searchr1.errors import ConfigError, UsageError
 from searchr1.search.base import Document, Retriever
 from searchr1.search.bm25 import BM25Config, BM25Retriever
 from searchr1.search.corpus import CorpusError, iter_corpus
-from searchr1.search.dense import DenseConfig, DenseRetriever, encoder_dim, read_faiss_header
+from searchr1.search.dense import DenseConfig, DenseRetriever, LoadOptions, encoder_dim, read_faiss_header
 from searchr1.search.docstore import DocStore, DocStoreWriter, scan_source_corpus, tee_into_store, write_docstore
+from searchr1.search.qdrant import QdrantConfig, QdrantRetriever
 
 META_FILE = "index.json"
-KINDS = ("bm25", "dense")
+KINDS = ("bm25", "dense", "qdrant")
 FORMAT = 1
 """The index directory layout version this searchr1 writes and reads."""
 
@@ -40,17 +41,22 @@ FORMAT = 1
 @dataclass
 class IndexConfig:
     retriever: str = "bm25"
-    """'bm25' (lexical, fast, no model) or 'dense' (encoder + FAISS)."""
+    """'bm25' (lexical, fast, no model), 'dense' (encoder + FAISS) or 'qdrant' (encoder + a Qdrant collection)."""
     bm25: BM25Config = field(default_factory=BM25Config)
     """Settings used when retriever == 'bm25'."""
     dense: DenseConfig = field(default_factory=DenseConfig)
     """Settings used when retriever == 'dense'."""
+    qdrant: QdrantConfig | None = None
+    """Settings used when retriever == 'qdrant' (its ``dense`` field holds the encoder settings)."""
     show_progress: bool = False
     """Progress bars while building."""
 
     def __post_init__(self):
         if self.retriever not in KINDS:
-            raise ValueError(f"retriever={self.retriever!r}: use 'bm25' or 'dense'.")
+            raise ValueError(f"retriever={self.retriever!r}: use 'bm25', 'dense' or 'qdrant'.")
+        if self.retriever == "qdrant" and (self.qdrant is None or self.qdrant.url == ":memory:"):
+            raise ValueError("retriever='qdrant' needs QdrantConfig(url=...) naming a Qdrant server "
+                             "(http://host:6333) or a directory (embedded mode); ':memory:' cannot be reopened.")
 
 
 def build_index(corpus: str | Path | Iterable[Document], out_dir: str | Path,
@@ -72,8 +78,10 @@ def build_index(corpus: str | Path | Iterable[Document], out_dir: str | Path,
     try:
         if config.retriever == "bm25":
             retriever = BM25Retriever.build(stream, config.bm25, store=writer, show_progress=config.show_progress)
-        else:
+        elif config.retriever == "dense":
             retriever = DenseRetriever.build(stream, config.dense, store=writer, show_progress=config.show_progress)
+        else:
+            retriever = QdrantRetriever.build(stream, config.qdrant, show_progress=config.show_progress)
     except BaseException:
         writer.abort()
         raise
@@ -85,7 +93,7 @@ def build_index(corpus: str | Path | Iterable[Document], out_dir: str | Path,
 
 def save_index(retriever, out_dir: str | Path, corpus_path: str | None = None,
                build_seconds: float | None = None) -> dict:
-    """Write a complete index directory for ``retriever`` (a BM25Retriever or DenseRetriever):
+    """Write a complete index directory for ``retriever`` (BM25, dense or Qdrant retriever):
     its passages (unless they already live there), its own files and ``index.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,10 +186,22 @@ def import_faiss_index(faiss_path: str | Path, corpus: str | Path, out_dir: str 
     return meta
 
 
-def load_retriever(index_dir: str | Path) -> Retriever:
-    """The retriever saved in ``index_dir`` (kind from ``index.json``)."""
+def load_retriever(index_dir: str | Path, options: LoadOptions | None = None) -> Retriever:
+    """The retriever saved in ``index_dir`` (kind from ``index.json``).
+
+    ``options``: memory-mapping (both kinds) and, for dense indexes, nprobe / efSearch / GPUs.
+    """
+    options = options or LoadOptions()
     meta = read_index_meta(index_dir)
     if meta["kind"] == "bm25":
-        return BM25Retriever.load(index_dir)
-    return DenseRetriever.load(index_dir)
+        if options.nprobe is not None or options.ef_search is not None or options.k_factor is not None or options.gpu:
+            raise UsageError(f"{index_dir} is a BM25 index: --nprobe, --ef-search, --k-factor and --faiss-gpu apply "
+                             "to dense indexes only; leave them out (--mmap works for both).")
+        return BM25Retriever.load(index_dir, mmap=options.mmap)
+    if meta["kind"] == "qdrant":
+        if options != LoadOptions():
+            raise UsageError(f"{index_dir} is a Qdrant index: --mmap, --nprobe, --ef-search and --faiss-gpu apply "
+                             "to FAISS/BM25 indexes; Qdrant's own settings live on its server.")
+        return QdrantRetriever.load(index_dir)
+    return DenseRetriever.load(index_dir, options=options)
 

@@ -44,12 +44,13 @@ from searchr1.search import cache as search_cache
 from searchr1.search.base import TOKEN_ENV, Hit, Retriever
 from searchr1.search.batcher import MicroBatcher, ServerBusy
 from searchr1.search.cache import CachedSearch, SearchCacheConfig
+from searchr1.search.dense import LoadOptions
 from searchr1.search.index import load_retriever, read_index_meta
 from searchr1.search.rerank import CrossEncoderReranker, RerankConfig
 from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
 
 log = logging.getLogger(__name__)
-AUTO_CHUNK = {"bm25": 8, "dense": 256}
+AUTO_CHUNK = {"bm25": 8, "dense": 256, "qdrant": 256}
 """Chunk size per retriever kind when ``chunk_queries`` is 0; other kinds get 64."""
 
 
@@ -335,7 +336,8 @@ def _stages(retriever) -> list:
 
 
 def build_backend(backend: str = "index", index_dir: str | Path | None = None, *, web: WebConfig | None = None,
-                  cache: SearchCacheConfig | None = None, rerank: RerankConfig | None = None) -> tuple[Retriever, str]:
+                  cache: SearchCacheConfig | None = None, rerank: RerankConfig | None = None,
+                  options: LoadOptions | None = None) -> tuple[Retriever, str]:
     """(retriever, kind) for ``searchr1 serve``: a local index (``backend="index"``) or a web search
     backend (``"web:serper"``, ...), behind the search cache and then the reranker when configured
     (the cache stores the backend's top-n, so rescoring never costs a provider request)."""
@@ -343,11 +345,14 @@ def build_backend(backend: str = "index", index_dir: str | Path | None = None, *
         if not index_dir:
             raise UsageError("serving a local index needs --index DIR; for web search pass --backend web:NAME.")
         meta = read_index_meta(index_dir)
-        retriever, kind = load_retriever(index_dir), meta["kind"]
+        retriever, kind = load_retriever(index_dir, options), meta["kind"]
         ident = search_cache.identity(retriever, meta)
     else:
         if index_dir:
             raise UsageError(f"--backend {backend} searches the web; leave out --index {index_dir}.")
+        if options is not None and options != LoadOptions():
+            raise UsageError(f"--backend {backend} searches the web: --mmap, --nprobe, --ef-search, --k-factor "
+                             "and --faiss-gpu apply to a local index; leave them out.")
         provider = parse_backend(backend)
         web = WebConfig(**{**(web or WebConfig()).__dict__, "provider": provider})
         retriever = WebSearchRetriever(web)
@@ -382,9 +387,10 @@ def is_loopback(host: str) -> bool:
 def serve(index_dir: str | Path | None, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           config: ServerConfig | None = None, log_level: str = "warning", *, backend: str = "index",
           web: WebConfig | None = None, cache: SearchCacheConfig | None = None,
-          rerank: RerankConfig | None = None) -> None:
+          rerank: RerankConfig | None = None, options: LoadOptions | None = None) -> None:
     """Load the index in ``index_dir`` (or open the web ``backend``) and serve it until interrupted;
-    ``cache`` and ``rerank`` add those stages (:func:`build_backend`)."""
+    ``cache`` and ``rerank`` add those stages (:func:`build_backend`); ``options``: mmap, nprobe,
+    efSearch, GPUs of a local index."""
     import uvicorn
 
     token = resolve_token(token)
@@ -394,7 +400,8 @@ def serve(index_dir: str | Path | None, host: str = "127.0.0.1", port: int = 800
     if config.token is None and not is_loopback(host):
         log.warning("serving on %s without a token: anyone who can reach this address can query the "
                     "index; set --token or %s.", host, TOKEN_ENV)
-    retriever, kind = build_backend(backend, index_dir, web=web, cache=cache, rerank=rerank)
+    retriever, kind = build_backend(backend, index_dir, web=web, cache=cache, rerank=rerank,
+                                    options=options)
     app = create_app(retriever, config, kind=kind)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
