@@ -77,3 +77,18 @@ def config_from_json(cls, path: Path):
         raise ConfigError(f"{path}: unknown key(s) {unknown} (valid: {sorted(valid)}); the index was written "
                           "by another searchr1 version or edited by hand — rebuild it.")
     return cls(**raw)
+
+
+class Wrapper:
+    """Base of retrievers that wrap another (``self.inner``: a cache, a reranker): the wrapped one's
+    ``kind`` and ``url`` pass through, so logs and error messages name what really searches."""
+
+    inner: Retriever
+
+    @property
+    def kind(self) -> str:
+        return getattr(self.inner, "kind", type(self.inner).__name__)
+
+    @property
+    def url(self) -> str | None:
+        return getattr(self.inner, "url", None)

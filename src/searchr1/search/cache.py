@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchr1.errors import ConfigError, SearchR1Error
-from searchr1.search.base import Document, Hit, Retriever
+from searchr1.search.base import Document, Hit, Retriever, Wrapper
 
 log = logging.getLogger(__name__)
 MODES = ("off", "rw", "record", "replay")
@@ -187,7 +187,7 @@ class SearchCache:
         self._local.conn = None
 
 
-class CachedSearch:
+class CachedSearch(Wrapper):
     """``search(queries, topk)`` of ``inner`` through a :class:`SearchCache` (see the module docstring).
 
     ``hits`` counts queries answered from the file (or by a duplicate in the same batch),
@@ -208,15 +208,6 @@ class CachedSearch:
         self.hits = self.misses = 0
         self._logged_at = 0
         self._lock = threading.Lock()
-
-    @property
-    def kind(self) -> str:
-        return getattr(self.inner, "kind", type(self.inner).__name__)
-
-    @property
-    def url(self) -> str | None:
-        """The wrapped retriever's URL (error messages name it)."""
-        return getattr(self.inner, "url", None)
 
     @property
     def health(self):

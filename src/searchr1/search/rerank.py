@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from searchr1.errors import ConfigError
-from searchr1.search.base import Hit, Retriever
+from searchr1.search.base import Hit, Retriever, Wrapper
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _check_labels(name: str, labels: int) -> None:
                           "relevance output (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2).")
 
 
-class CrossEncoderReranker:
+class CrossEncoderReranker(Wrapper):
     """``search(queries, topk)``: ``inner``'s top-n per query, rescored by a cross-encoder."""
 
     def __init__(self, inner: Retriever, config: RerankConfig, scorer=None):
@@ -85,14 +85,6 @@ class CrossEncoderReranker:
         self.inner, self.config = inner, config
         self._score = scorer or _load_scorer(config)
         self.pairs_scored = 0
-
-    @property
-    def kind(self) -> str:
-        return getattr(self.inner, "kind", type(self.inner).__name__)
-
-    @property
-    def url(self) -> str | None:
-        return getattr(self.inner, "url", None)
 
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
         rows = self.inner.search(queries, max(self.config.top_n, topk))
