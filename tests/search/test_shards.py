@@ -57,3 +57,25 @@ def test_merge_breaks_ties_by_shard_then_rank():
     with pytest.raises(SearchError, match="different numbers"):
         merge_topk([a, [[], []]], 3)
     assert np.isclose(merge_topk([b, a], 1)[0][0].score, 2.0)
+
+
+def test_server_flag_with_two_urls_searches_both_shards(tiny_docs, minilm, capsys):
+    """`--server URL1,URL2` (eval/ask) and data.retriever_url take comma-separated shard URLs."""
+    from searchr1.eval.setup import make_retriever
+    from searchr1.rl.config import DataConfig
+    from searchr1.rl.models import build_retriever
+    from searchr1.search.shards import connect
+
+    docs = list(tiny_docs)
+    vectors = minilm.encode_passages(docs)
+    whole = _flat(minilm, vectors, docs)
+    shard_a, shard_b = _flat(minilm, vectors[:5], docs[:5]), _flat(minilm, vectors[5:], docs[5:])
+    with BackgroundServer(create_app(shard_a, kind="dense")) as a, BackgroundServer(create_app(shard_b, kind="dense")) as b:
+        urls = f"{a.url}, {b.url}"
+        assert isinstance(connect(urls), ShardedRetriever) and not isinstance(connect(a.url), ShardedRetriever)
+        guard, info = make_retriever(server=urls)
+        assert info["kind"] == "sharded" and info["num_passages"] == len(docs)
+        want = [[h.doc for h in r] for r in whole.search(QUERIES, 3)]
+        assert [[h.doc for h in r] for r in guard.search(QUERIES, 3)] == want
+        trainer_side = build_retriever(DataConfig(retriever_url=urls))
+        assert [[h.doc for h in r] for r in trainer_side.search(QUERIES, 3)] == want

@@ -19,7 +19,7 @@ from searchr1.rollout.backends.vllm import INSTALL_HINT, VLLMBackend, vllm_avail
 from searchr1.eval.manifest import index_protocol
 from searchr1.search import cache as search_cache
 from searchr1.search.cache import SearchCacheConfig
-from searchr1.search.client import HTTPSearchClient
+from searchr1.search import shards
 from searchr1.search.guard import GuardedRetriever, startup_check
 from searchr1.search.index import load_retriever, read_index_meta
 from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
@@ -61,7 +61,8 @@ def make_retriever(index: str | None = None, server: str | None = None, token: s
         info = {"kind": retriever.kind, "num_passages": None, "corpus_sha256": None,
                 "settings": {"params": web.params}, "location": {"url": retriever.url}}
     elif server:
-        retriever = HTTPSearchClient(server, token=token or None)   # None: the client reads $SEARCHR1_TOKEN
+        # None: the client reads $SEARCHR1_TOKEN; URL1,URL2,...: corpus shards merged into one top-k
+        retriever = shards.connect(server, token=token or None)
         startup_check(retriever)   # fail early, with the URL, when the server is down or refuses the token
         health = retriever.health()
         # /health names the retriever and corpus size; a corpus checksum is recorded when the

@@ -11,7 +11,7 @@ from searchr1.models.hf import load_causal_lm
 from searchr1.rl.checkpoint import CheckpointError
 from searchr1.rl.config import DataConfig, ModelConfig, SearchConfig
 from searchr1.search import cache as search_cache
-from searchr1.search.client import HTTPSearchClient
+from searchr1.search import shards
 from searchr1.search.index import load_retriever, read_index_meta
 from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
 
@@ -110,7 +110,7 @@ def build_retriever(cfg: DataConfig, search: SearchConfig | None = None):
         return search_cache.wrap(web, search.cache, *web.cache_identity())
     if cfg.retriever_url:
         # "" = unset: the client then reads $SEARCHR1_TOKEN itself
-        client = HTTPSearchClient(cfg.retriever_url, token=cfg.retriever_token or None)
+        client = shards.connect(cfg.retriever_url, token=cfg.retriever_token or None)   # URL or URL1,URL2,...
         return search_cache.wrap(client, search.cache, *search_cache.identity(client))
     if cfg.index_dir:
         retriever = load_retriever(cfg.index_dir)

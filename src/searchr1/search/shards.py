@@ -70,6 +70,21 @@ class ShardedRetriever:
                 raise SearchError(f"{name}: {e}") from e
         return merge_topk(results, topk)
 
+    @property
+    def url(self) -> str:
+        """The shards' names joined by commas (the form ``--server`` takes; messages and cache keys use it)."""
+        return ",".join(self.names)
+
+    def health(self) -> dict:
+        """Every HTTP shard's ``/health`` (a shard that fails raises, naming its URL), summed up."""
+        shards = []
+        for name, shard in zip(self.names, self.shards):
+            probe = getattr(shard, "health", None)
+            shards.append({"url": name, **(probe() if callable(probe) else {"corpus_size": len(shard)})})
+        sizes = [h.get("corpus_size") for h in shards]
+        return {"status": "ok", "retriever": "sharded", "shards": shards,
+                "corpus_size": sum(sizes) if all(isinstance(n, int) for n in sizes) else None}
+
     def __len__(self) -> int:
         """Passages over all shards (an HTTP shard reports its size on ``/health``)."""
         return sum(len(s) if hasattr(s, "__len__") else int(s.health()["corpus_size"]) for s in self.shards)
@@ -79,3 +94,12 @@ class ShardedRetriever:
             if hasattr(shard, "close"):
                 shard.close()
         self._pool.shutdown(wait=False)
+
+
+def connect(server: str, **client_kwargs) -> Retriever:
+    """The retriever behind a ``--server`` / ``data.retriever_url`` value: one URL is an
+    :class:`HTTPSearchClient`; several, comma-separated (one per corpus shard), a :class:`ShardedRetriever`."""
+    urls = [u.strip() for u in server.split(",") if u.strip()]
+    if len(urls) > 1:
+        return ShardedRetriever.from_urls(urls, **client_kwargs)
+    return HTTPSearchClient(server.strip(), **client_kwargs)
