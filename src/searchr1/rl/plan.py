@@ -141,8 +141,8 @@ def activations(shape: ModelShape, w: Workload, checkpointing: bool) -> float:
 
 def logits_bytes(shape: ModelShape, w: Workload, chunk: int) -> float:
     positions = w.micro_batch * w.seq_len
-    if chunk > 0:
-        return min(positions, chunk) * shape.vocab * 4 * CHUNK_COPIES
+    if chunk > 0:   # + one (vocab, hidden) float32 weight gradient per chunk's backward before it accumulates
+        return min(positions, chunk) * shape.vocab * 4 * CHUNK_COPIES + shape.vocab * shape.hidden * 4
     return positions * shape.vocab * 4 * LOGIT_COPIES
 
 
