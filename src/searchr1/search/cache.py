@@ -105,6 +105,20 @@ class SearchCache:
             raise ConfigError(f"search cache {self.path}: the folder {self.path.parent} does not exist; create it.")
         self._setup()
 
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL. The switch needs the file to itself and SQLite answers "database is
+        locked" at once rather than waiting (the busy timeout does not cover it), so when another process is
+        opening the same new file it is retried until ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # a forked child opens its own connection
@@ -114,7 +128,7 @@ class SearchCache:
                                            timeout=self.timeout_s, isolation_level=None)
                 else:
                     conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-                    conn.execute("PRAGMA journal_mode = WAL")
+                    self._enable_wal(conn)
                     conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
             except sqlite3.DatabaseError as e:
