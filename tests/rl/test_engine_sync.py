@@ -10,7 +10,8 @@ import torch
 from searchr1.errors import ConfigError, UsageError
 from searchr1.eval.setup import check_backend
 from searchr1.rl.config import load_config
-from searchr1.rl.trainer import Trainer, logprob_abs_diff
+from searchr1.rl.engines import logprob_abs_diff
+from searchr1.rl.trainer import Trainer
 from searchr1.rollout.backends.base import TurnParams
 from searchr1.rollout.backends.hf import HFBackend
 from searchr1.rollout.backends.vllm import merged_weights, vllm_available

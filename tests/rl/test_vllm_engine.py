@@ -42,12 +42,12 @@ def smol():
 def engine():
     pytest.importorskip("vllm", reason="vLLM is not installed: `make install-vllm`, then `make test-vllm`")
     from searchr1.rl.config import load_config
-    from searchr1.rl.trainer import _vllm_backend
+    from searchr1.rl.engines import vllm_backend
 
     cfg = load_config(None, ["model.path=smollm2-135m", "rollout.backend=vllm", "rollout.vllm.max_model_len=2048",
                              "rollout.vllm.enforce_eager=true", "rollout.vllm.kv_cache_gib=0.5",
                              "rollout.max_total_tokens=2048", "rollout.max_prompt_tokens=1024", "device=cpu"])
-    return _vllm_backend(cfg)
+    return vllm_backend(cfg)
 
 
 @pytest.fixture

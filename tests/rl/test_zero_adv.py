@@ -43,7 +43,7 @@ def zero_reward(trajs, examples):
 def test_a_run_that_never_gets_signal_stops_and_says_why(tiny, questions, tmp_path, tiny_config):
     import pytest
 
-    from searchr1.rl.trainer import TrainingStalled
+    from searchr1.rl.signal_watch import TrainingStalled
 
     model, tok = tiny
     cfg = tiny_config(tmp_path, total_steps=10, **{"guards__max_zero_adv_steps": "3", "logging__jsonl": "false"})
@@ -57,7 +57,7 @@ def test_a_run_that_never_gets_signal_stops_and_says_why(tiny, questions, tmp_pa
 def test_all_rewarded_runs_stop_too_and_the_check_can_be_turned_off(tiny, questions, tmp_path, tiny_config):
     import pytest
 
-    from searchr1.rl.trainer import TrainingStalled
+    from searchr1.rl.signal_watch import TrainingStalled
 
     model, tok = tiny
     cfg = tiny_config(tmp_path, total_steps=4, **{"guards__max_zero_adv_steps": "2", "logging__jsonl": "false"})

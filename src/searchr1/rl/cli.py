@@ -16,7 +16,8 @@ from searchr1.rl.config import ALGORITHMS, RECIPES, load_config
 from searchr1.rl.distributed import current, init_distributed, shard
 from searchr1.rl.models import save_final
 from searchr1.rl.sft import load_sft_records, rejection_sampling, run_sft
-from searchr1.rl.trainer import Trainer, public_config
+from searchr1.rl.run_report import public_config
+from searchr1.rl.trainer import Trainer
 
 
 def register(subparsers) -> None:

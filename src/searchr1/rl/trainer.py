@@ -29,21 +29,20 @@ import torch
 
 from searchr1.data.load import load_qa
 from searchr1.data.prompts import apply_chat_template, make_prompt
-from searchr1.errors import SearchR1Error
-from searchr1.models.smollm2 import SMOLLM2_NAMES, smollm2_dir
 from searchr1.rewards import compute_score, segments_from_mask
 from searchr1.rl import checkpoint as ckpt
 from searchr1.rl import distributed as D
 from searchr1.rl import fsdp
 from searchr1.rl.batch import Batch, collate, forward_logprobs
 from searchr1.rl.cold_start import cold_start
-from searchr1.rl.config import TrainConfig, config_to_dict
+from searchr1.rl.config import TrainConfig
 from searchr1.rl.diagnostics import collapse_metrics, collapse_warnings
+from searchr1.rl.engines import engine_logprobs, hf_backend, holds_own_weights, logprob_abs_diff, vllm_backend
 from searchr1.rl.learner import Learner
 from searchr1.rl.models import build_retriever, load_policy, load_weights, save_final, wrap_policy
+from searchr1.rl.run_report import public_config, write_run_report
+from searchr1.rl.signal_watch import SignalWatch
 from searchr1.rl.tracking import Tracker
-from searchr1.rollout.backends.hf import HFBackend
-from searchr1.rollout.backends.vllm import VLLMBackend
 from searchr1.rollout.engine import RolloutEngine, rollout_metrics
 from searchr1.search.guard import GuardedRetriever, startup_check
 
@@ -86,43 +85,6 @@ class QuestionSampler:
             if self.cursor >= self.n:
                 self.epoch, self.cursor = self.epoch + 1, 0
         return out
-
-
-class TrainingStalled(SearchR1Error):
-    """The run cannot learn as configured (e.g. no step ever had a learning signal)."""
-
-
-class SignalWatch:
-    """Watches the first ``limit`` steps a process trains: when each skipped its update for lack of signal
-    (``actor/skipped_zero_adv``), :meth:`update` raises :class:`TrainingStalled`. ``limit`` 0 = off."""
-
-    def __init__(self, limit: int):
-        self.limit, self.seen, self.rewards = limit, 0, []
-
-    def update(self, metrics: dict[str, float]) -> None:
-        if not self.limit or self.seen >= self.limit:
-            return
-        self.seen += 1
-        if metrics.get("actor/skipped_zero_adv") == 1.0:
-            self.rewards.append(metrics.get("reward/mean", 0.0))
-        if self.seen == self.limit and len(self.rewards) == self.limit:
-            raise TrainingStalled(zero_signal_message(self.limit, sum(self.rewards) / self.limit, metrics))
-
-
-def zero_signal_message(steps: int, reward: float, metrics: dict[str, float]) -> str:
-    """Why the first ``steps`` steps had no learning signal, and what to change."""
-    if reward <= 0.0:
-        why = (f"no sampled trajectory was rewarded in the first {steps} steps (reward 0; answered "
-               f"{metrics.get('rollout/answered', 0.0):.2f}, format {metrics.get('reward/format', 0.0):.2f}): "
-               "the policy does not yet produce correct answers in the search protocol")
-        fix = ("give it a cold start first (cold_start.mode=auto: SFT on scripted-teacher trajectories of "
-               "SearchWorld questions; other data: --recipe sft with sft.train_file), sample more "
-               "(rollout.temperature, algorithm.group_size), or train on easier questions")
-    else:
-        why = f"every sampled trajectory was rewarded in the first {steps} steps (reward {reward:.2f})"
-        fix = "train on harder questions or use a stricter reward (algorithm.reward=em)"
-    return (f"{why}; every group scored alike, so every advantage was 0 and nothing was learned. To fix: {fix}. "
-            "(guards.max_zero_adv_steps=0 turns this check off.)")
 
 
 def score_trajectories(trajs, examples, tokenizer, kind: str) -> tuple[list[float], dict[str, float]]:
@@ -215,15 +177,15 @@ class Trainer:
         runs the policy's live weights) or, with ``rollout.backend=vllm``, one vLLM engine that
         :meth:`sync_engine` keeps on the policy's weights."""
         if self._backend is None:
-            self._backend = (_vllm_backend(self.cfg) if self.cfg.rollout.backend == "vllm"
-                             else _hf_backend(policy, tokenizer))
+            self._backend = (vllm_backend(self.cfg) if self.cfg.rollout.backend == "vllm"
+                             else hf_backend(policy, tokenizer))
         return self._backend
 
     def sync_engine(self, backend, policy=None) -> dict[str, float]:
         """Before a rollout: push ``policy``'s weights (default: the policy; under fsdp the gathered full copy)
         into a backend that holds its own copy (vLLM) when an update (or a resume) changed them since the last
         push, or wake it up; ``time/weight_sync``."""
-        if not hasattr(backend, "sync_weights"):
+        if not holds_own_weights(backend):
             return {}
         if self._engine_version == self.policy_version:
             if hasattr(backend, "wake_up"):
@@ -294,11 +256,11 @@ class Trainer:
         t1 = time.perf_counter()
         scores, comps = self.reward_fn(trajs, examples)
         batch = collate(trajs, scores, pad_id=self.tokenizer.pad_token_id or 0)
-        batch.rollout_logp = engine_logprobs(trajs, batch) if hasattr(self.backend_in_use, "sync_weights") else None
+        batch.rollout_logp = engine_logprobs(trajs, batch) if holds_own_weights(self.backend_in_use) else None
         metrics = self._reduce_means({**rollout_metrics(trajs), "reward/mean": sum(scores) / len(scores),
                                       **{f"reward/{k}": v for k, v in comps.items()},
                                       **collapse_metrics(trajs, scores)})
-        if isinstance(self.backend_in_use, VLLMBackend):
+        if holds_own_weights(self.backend_in_use) and hasattr(self.backend_in_use, "sleep"):
             self.backend_in_use.sleep()   # frees its memory for the update where the platform can (GPU)
         t2 = time.perf_counter()
         metrics.update(self.learner.prepare(batch))
@@ -475,71 +437,3 @@ class Trainer:
         return last
 
 
-def write_run_report(out: Path, cfg: TrainConfig, cold: dict, val_log: list[dict], last: dict,
-                     stop_reason: str | None) -> Path:
-    """``report.md``: the cold start, held-out EM over training, the last step's main metrics, the outputs."""
-    lines = [f"# Training run: {cfg.model.path}", "",
-             f"{cfg.algorithm.name} ({'LoRA r' + str(cfg.model.lora_rank) if cfg.model.lora_rank else 'full'}), "
-             f"{cfg.total_steps} steps of {cfg.data.batch_size} questions x {cfg.algorithm.group_size} samples; "
-             f"data {cfg.data.train_file}.", ""]
-    if cold.get("mode", "never") != "never":
-        lines += ["## Cold start", "", "```", json.dumps(cold, indent=1, default=str), "```", ""]
-    if val_log:
-        keys = [k for k in ("val/em", "val/searches", "val/format", "val/answered") if any(k in r for r in val_log)]
-        lines += ["## Held-out (greedy) over training", "", "| step | " + " | ".join(keys) + " |",
-                  "|---|" + "---|" * len(keys)]
-        lines += [f"| {r['step']} | " + " | ".join(f"{r.get(k, float('nan')):.3f}" for k in keys) + " |"
-                  for r in val_log]
-        lines.append("")
-    shown = ("reward/mean", "reward/format", "rollout/searches", "rollout/response_len", "actor/kl", "actor/entropy",
-             "collapse/same_reward_groups", "time/step")
-    lines += ["## Last step", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {last[k]:.4g} |" for k in shown if k in last]
-    if stop_reason:
-        lines += ["", f"Stopped early: {stop_reason}"]
-    lines += ["", "Curves: `curves.png`; every step: `metrics.jsonl`; the final model (LoRA merged): `final/` "
-              "(`searchr1 ask --model <dir>/final`, `searchr1 eval --model <dir>/final`)."]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def public_config(cfg: TrainConfig) -> dict:
-    """``config_to_dict(cfg)`` with secrets (the retriever token) replaced, for files and logs."""
-    d = config_to_dict(cfg)
-    if d["data"].get("retriever_token"):
-        d["data"]["retriever_token"] = "<redacted>"
-    return d
-
-
-def engine_logprobs(trajs, batch: Batch) -> torch.Tensor | None:
-    """The sampling engine's log-prob of each response token as a (B, R) tensor aligned with ``batch``
-    (0 at injected and padded positions); None when a trajectory carries none."""
-    if any(t.response_logprobs is None for t in trajs):
-        return None
-    out = torch.zeros(batch.responses.shape, dtype=torch.float32)
-    for i, t in enumerate(trajs):
-        out[i, :len(t.response_logprobs)] = torch.tensor(t.response_logprobs, dtype=torch.float32)
-    return out
-
-
-def logprob_abs_diff(engine: torch.Tensor, trainer: torch.Tensor, policy_mask: torch.Tensor) -> tuple[float, float]:
-    """(mean, max) of |engine - trainer| over the tokens where ``policy_mask`` is 1. All (B, R); (0, 0) when none."""
-    diff = (engine - trainer).abs()[policy_mask.bool()]
-    if diff.numel() == 0:
-        return 0.0, 0.0
-    return float(diff.mean()), float(diff.max())
-
-
-def _vllm_backend(cfg: TrainConfig) -> VLLMBackend:
-    """One in-process vLLM engine on ``cfg.model.path`` (its weights are replaced by the policy's before the
-    first rollout, so a cold start or a resumed checkpoint is what it samples)."""
-    path = str(smollm2_dir()) if cfg.model.path in SMOLLM2_NAMES else cfg.model.path
-    return VLLMBackend.from_config(path, cfg.rollout.vllm, cfg.vllm_dtype, tokenizer=cfg.model.tokenizer or None,
-                                   trust_remote_code=cfg.model.trust_remote_code, seed=cfg.seed)
-
-
-def _hf_backend(model, tokenizer):
-    # a peft wrapper hides the cache arguments; its base model carries the (active) adapter layers
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return HFBackend(base, tokenizer)
