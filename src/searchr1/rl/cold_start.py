@@ -88,7 +88,7 @@ def cache_key(cfg: TrainConfig, tokenizer, questions, trajs: list[Trajectory]) -
         "model": cfg.model.path, "tokenizer": cfg.model.tokenizer, "dtype": cfg.model.dtype,
         "template": cfg.data.prompt_template, "chat": getattr(tokenizer, "chat_template", None) or "",
         "questions": [(q.id, q.question, q.metadata.get("hop_queries")) for q in questions],
-        "retriever": cfg.data.index_dir or cfg.data.retriever_url, "topk": cfg.rollout.topk,
+        "retriever": cfg.search.backend or cfg.data.index_dir or cfg.data.retriever_url, "topk": cfg.rollout.topk,
         "sft": [c.teacher_trajectories, c.epochs, c.lr, c.lora_rank, c.lora_alpha, c.batch_size, cfg.seed],
     }, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
