@@ -10,7 +10,7 @@ the default run is ``tiny,small``). Model shapes, random weights (same seed on b
   gradients and Adam state alone are ~10 GB, more than this shared machine allows one job.
 
 The Search-R1 workload's proportions: Search-R1's prompt template (in the tokenizer's chat format) on a
-SearchWorld question (~200 tokens), G = 5 samples of one question per step, up to 128 sampled tokens at
+SearchWorld question (~150-200 tokens, the mean is printed), G = 5 samples of one question per step, up to 128 sampled tokens at
 temperature 1, one update per step (TRL ``num_iterations=1``, ``steps_per_generation=1``), KL 0.001 to a
 frozen reference on both, token-mean loss (TRL ``loss_type="dapo"``), micro-batch 5 on both (the whole
 group). Search stays off (a random policy never closes a ``<search>`` tag); the reward is the share of
@@ -23,11 +23,14 @@ steady-state step (steps 2+) over the RSS it started from: what an update needs 
 optimizer state it keeps (gradients, activations, logits, the rollout's KV cache). ``total_mb`` is the
 highest peak of any step over the RSS before the models were built (libraries imported): everything the
 training holds (policy, reference, Adam state, the update).
-Two settings per size: ``plain`` (no gradient checkpointing on either side: equal work, so its times give
-the speedup) and ``ckpt`` (gradient checkpointing on both: TRL's default memory option and ours; our
-shared-prompt training pass is off under checkpointing, so the work is equal again). Our levers in both:
+Settings: ``plain`` (135M only; no gradient checkpointing on either side: equal work, so its times give
+the speedup) and ``ckpt`` (both sizes) (gradient checkpointing on both: TRL's default memory option and ours; our
+training pass runs every row in full under checkpointing; its no-grad reference pass still shares the
+prompt). Our levers in both:
 ``actor.logprob_chunk_size`` (log-probs from hidden states in chunks) and ``model.share_prompt``.
-TRL has no chunked log-prob option on CPU (its Liger loss needs a GPU), so it runs full logits.
+TRL (1.16) needs no option for the log-probs: its GRPOTrainer always patches a fused LM head onto the policy
+and the reference (``trl.trainer.utils.add_fused_lm_head``: log-probs and entropy projected in tiles, no full
+logits). TRL's other memory options are for GPUs (Liger kernels, DeepSpeed, vLLM sleep mode) and are not used.
 """
 from __future__ import annotations
 
