@@ -237,7 +237,7 @@ def main() -> None:
     requested = os.environ.get("BENCH_TRAINER_SIZES", "tiny,small").split(",")
     unknown = [s for s in requested if s not in SIZES and s not in trainer_real.STEPS]
     if unknown:
-        raise ValueError(f"BENCH_TRAINER_SIZES: unknown size(s) {unknown}; "
+        raise SystemExit(f"error: BENCH_TRAINER_SIZES: unknown size(s) {', '.join(unknown)}; "
                          f"use {', '.join([*SIZES, *trainer_real.STEPS])}")
     for size in (s for s in requested if s in trainer_real.STEPS):
         trainer_real.report(size, trainer_real.compare(size))
