@@ -44,6 +44,10 @@ Two model sizes:
   Read this one for what carries over to real models: only savings that survive when arithmetic
   dominates do.
   ``BENCH_TRAINER_SIZES=tiny`` runs one size only.
+* ``real135m`` / ``real05b`` (opt-in, e.g. ``BENCH_TRAINER_SIZES=real135m,real05b``; minutes each) — the
+  SmolLM2-135M and Qwen2.5-0.5B shapes on the Search-R1 workload's proportions, with the update's peak
+  memory ours vs TRL (``BENCH trainer_peak_mem_vs_trl``) and ``trainer_speedup_vs_trl_135m``; each side in
+  its own subprocess, see ``benchmarks/trainer_real.py`` for the setting and how memory is read.
 
 Also prints the update phase's achieved FLOP/s (the matmul FLOPs of the policy's forward +
 backward and the reference forward, counting what the passes actually run — each distinct prompt
@@ -58,6 +62,8 @@ import tempfile
 import time
 
 import torch
+
+from benchmarks import trainer_real
 
 B_QUESTIONS, G, T_NEW = 8, 4, 32
 # steps per side (the first is a warm-up); the fastest of the rest counts, so the noisier tiny size runs more
@@ -228,7 +234,16 @@ def compare(size: str, d: str) -> dict:
 def main() -> None:
     torch.set_num_threads(1)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sizes = os.environ.get("BENCH_TRAINER_SIZES", "tiny,small").split(",")
+    requested = os.environ.get("BENCH_TRAINER_SIZES", "tiny,small").split(",")
+    unknown = [s for s in requested if s not in SIZES and s not in trainer_real.STEPS]
+    if unknown:
+        raise SystemExit(f"error: BENCH_TRAINER_SIZES: unknown size(s) {', '.join(unknown)}; "
+                         f"use {', '.join([*SIZES, *trainer_real.STEPS])}")
+    for size in (s for s in requested if s in trainer_real.STEPS):
+        trainer_real.report(size, trainer_real.compare(size))
+    sizes = [s for s in requested if s in SIZES]
+    if not sizes:
+        return
     # the fp32 peak is sampled before, between and after the runs and the best kept: a single sample
     # taken while a neighbour loads the machine would understate it (and overstate the update's share)
     fp32 = [matmul_peak(torch.float32) for _ in range(3)]

@@ -1,6 +1,7 @@
 """Run by ``torchrun`` from test_fsdp.py: ``Trainer.fit`` under ``distributed.strategy=fsdp`` on the tiny
-Qwen2 of conftest.py. ``python fsdp_trainer_worker.py OUT_DIR STEPS RESUME(0|1)``; rank 0 writes
-``OUT_DIR/result.pt`` with the step reached, the gathered policy weights and greedy tokens of a prompt."""
+Qwen2 of conftest.py. ``python fsdp_trainer_worker.py OUT_DIR STEPS RESUME(0|1) [ALGO]`` (ALGO: grpo, or ppo
+with a critic); rank 0 writes ``OUT_DIR/result.pt`` with the step reached, the gathered policy weights (and the
+critic's under ppo) and greedy tokens of a prompt."""
 from __future__ import annotations
 
 import sys
@@ -25,29 +26,31 @@ def letters(trajs, examples):
     return scores, {"letters": sum(scores) / len(scores)}
 
 
-def main(out: str, steps: int, resume: bool) -> None:
+def main(out: str, steps: int, resume: bool, algo: str = "grpo") -> None:
     info = D.init_distributed("cpu")
     tok = make_byte_tokenizer()
     model = make_tiny_model(len(tok))
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
     cfg = config_from_dict({}, tiny_overrides(out, total_steps=steps, checkpoint__every=1, data__batch_size=4,
                                               algorithm__kl_coef=0.05, distributed__strategy="fsdp",
-                                              actor__logprob_chunk_size=16, rollout__temperature=1.0))
+                                              actor__logprob_chunk_size=16, rollout__temperature=1.0,
+                                              algorithm__name=algo, optimizer__critic_lr=0.01))
     cfg.data.prompt_template = TEMPLATE
     questions = [QAExample(id=f"q{i}", question=f"what is {i}", golden_answers=[str(i)]) for i in range(16)]
     tr = Trainer(cfg, policy=model, tokenizer=tok, train_examples=questions, reward_fn=letters)
     tr.fit(resume=resume)
     full = F.full_state_dict(tr.policy)
+    critic = F.full_state_dict(tr.learner.critic) if tr.learner.critic is not None else None
     rollout = tr._full_policy()
     if info.is_main:
         ids = tok(PROMPT, return_tensors="pt").input_ids
         with torch.no_grad():
             greedy = rollout.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
         torch.save({"step": tr.step, "policy": full, "greedy": greedy[0, ids.shape[1]:].tolist(),
-                    "init": init},
+                    "init": init, "critic": critic},
                    Path(out) / "result.pt")
     D.barrier()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1")
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", *sys.argv[4:5])

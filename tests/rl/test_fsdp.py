@@ -112,10 +112,10 @@ def test_fsdp_without_a_process_group_says_how_to_launch(tiny):
 TRAINER = Path(__file__).with_name("fsdp_trainer_worker.py")
 
 
-def _fit(out, steps, resume):
+def _fit(out, steps, resume, algo="grpo"):
     torchrun = Path(sys.executable).with_name("torchrun")
     res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(TRAINER), str(out), str(steps),
-                          "1" if resume else "0"], env=_env(), capture_output=True, text=True, timeout=600)
+                          "1" if resume else "0", algo], env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return torch.load(out / "result.pt")
 
@@ -142,6 +142,34 @@ def test_trainer_under_fsdp_resumes_exactly_and_exports_a_plain_model(tmp_path):
     assert greedy[0, ids.shape[1]:].tolist() == straight["greedy"]
     init = straight["init"]
     assert max(float((init[k] - straight["policy"][k]).abs().max()) for k in init) > 1e-3   # it trained
+
+
+@pytest.mark.distributed
+def test_ppo_under_fsdp_exports_a_consolidated_critic_and_resumes_exactly(tmp_path):
+    """PPO on 2 ranks: each checkpoint's critic/ is the gathered critic (a plain causal LM directory plus
+    the value head, equal to the trained critic's weights), and resuming from it (the sharded state;
+    critic/ is only the export) continues exactly: 3 steps straight == 2 steps + --resume + 1."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from searchr1.rl.critic import HEAD_FILE
+
+    straight = _fit(tmp_path / "a", 3, False, "ppo")
+    critic_dir = tmp_path / "a" / "checkpoints" / "step_000003" / "critic"
+    backbone = AutoModelForCausalLM.from_pretrained(critic_dir).state_dict()
+    trained = straight["critic"]
+    lm = {k[len("lm."):]: v for k, v in trained.items() if k.startswith("lm.")}
+    _close(lm, {k: backbone[k] for k in lm}, 0.0)
+    _close({k: v for k, v in trained.items() if k.startswith("head.")},
+           {f"head.{k}": v for k, v in load_file(str(critic_dir / HEAD_FILE)).items()}, 0.0)
+    init = straight["init"]
+    assert max(float((init[k] - lm[k]).abs().max()) for k in init if k in lm) > 1e-3     # the critic trained
+    _fit(tmp_path / "b", 2, False, "ppo")
+    assert (tmp_path / "b" / "checkpoints" / "step_000002" / "critic" / HEAD_FILE).is_file()
+    resumed = _fit(tmp_path / "b", 3, True, "ppo")
+    assert resumed["step"] == 3
+    _close(straight["critic"], resumed["critic"], 0.0)
+    _close(straight["policy"], resumed["policy"], 0.0)
 
 
 def test_unreadable_sharded_checkpoint_is_a_checkpoint_error(tmp_path, tiny):

@@ -65,11 +65,21 @@ def test_chunked_logits_do_not_scale_with_length():
 
 def test_cli_prints_the_table_and_advice(capsys):
     rc = main(["plan", "--config", PAPER, "--gpus", "8", "--gpu-memory", "80",
-               "--model-config", str(FIX / "qwen2.5-3b.json")])
+               "--model-config", str(FIX / "qwen2.5-3b.json"), "actor.logprob_chunk_size=0"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "3.09 B parameters" in out and "fsdp+offload" in out and "fits" in out
     assert "actor.logprob_chunk_size=1024" in out          # the paper preset's full logits do not fit
+
+
+def test_paper_ppo_preset_fits_one_node_as_shipped(capsys):
+    """The preset ships with fsdp and chunked log-probs because ddp does not fit 8 x 80 GiB."""
+    rc = main(["plan", "--config", PAPER, "--gpus", "8", "--gpu-memory", "80", "--json",
+               "--model-config", str(FIX / "qwen2.5-3b.json")])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert data["advice"] == ["fits as configured with distributed.strategy=fsdp"]
+    assert data["rows"]["ddp"]["peak"] > 0.9 * 80 * 2**30 > data["rows"]["fsdp"]["peak"]
 
 
 def test_cli_reads_model_path_directory_and_json(tmp_path, capsys):

@@ -4,10 +4,10 @@
 
     policy/            save_pretrained (safetensors) + tokenizer — loads in plain transformers / vLLM
                        (with LoRA: the adapter; the merged model is written at the end of training)
-    critic/            PPO critic backbone (save_pretrained) + value_head.safetensors (not under fsdp)
+    critic/            PPO critic backbone (save_pretrained) + value_head.safetensors
     sharded/           under ``distributed.strategy=fsdp``: policy, critic and optimizer shards
-                       (``torch.distributed.checkpoint``; resumes at any world size); policy/ is then
-                       the consolidated export of the gathered weights
+                       (``torch.distributed.checkpoint``; resumes at any world size, and resume reads
+                       them); policy/ and critic/ are then the consolidated exports of the gathered weights
     trainer_state.pt   optimizer / scheduler state dicts, RNG states (python, numpy, torch),
                        data position, step, KL coefficient, counters, run id — tensors and plain
                        Python values only, read back with ``torch.load(weights_only=True)``

@@ -59,10 +59,18 @@ class ValueModel(nn.Module):
         v = self.head(h.to(self.head.weight.dtype)).squeeze(-1).float()    # (B, L)
         return v.gather(1, batch.resp_index)
 
-    def save_pretrained(self, path: str | Path) -> None:
+    def save_pretrained(self, path: str | Path, state_dict: dict[str, Tensor] | None = None) -> None:
+        """The backbone as a plain causal-LM directory plus the value head. state_dict: this model's
+        full state (``lm.*``, ``head.*``) to write instead of the parameters' own (a sharded critic's
+        gathered weights)."""
         path = Path(path)
-        self.lm.save_pretrained(path, safe_serialization=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(path / HEAD_FILE))
+        lm_state = head_state = None
+        if state_dict is not None:
+            lm_state = {k[len("lm."):]: v for k, v in state_dict.items() if k.startswith("lm.")}
+            head_state = {k[len("head."):]: v for k, v in state_dict.items() if k.startswith("head.")}
+        self.lm.save_pretrained(path, safe_serialization=True, state_dict=lm_state)
+        head_state = head_state if head_state is not None else self.head.state_dict()
+        save_file({k: v.detach().cpu().contiguous() for k, v in head_state.items()}, str(path / HEAD_FILE))
 
     def load_head(self, path: str | Path) -> None:
         f = Path(path) / HEAD_FILE

@@ -12,7 +12,7 @@ the optimizer steps there). Activation checkpointing per decoder layer is ``mode
 (transformers' own, enabled before sharding).
 
 What needs the full model gathers it: :func:`full_state_dict` (rollout weights, the consolidated
-``save_pretrained`` export). The sharded training state is saved and loaded with
+``save_pretrained`` export of the policy), :class:`GatheredCritic` (the critic's, on rank 0 only). The sharded training state is saved and loaded with
 ``torch.distributed.checkpoint`` (:func:`save_sharded`, :func:`load_sharded`): every rank writes its
 own shards, and a checkpoint loads at any world size, also into an unsharded single-process run.
 """
@@ -91,6 +91,21 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The whole model's state dict as plain tensors on the model's device, on every rank (an all-gather
     per tensor; torch's cpu_offload option would leave ranks other than 0 empty)."""
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+
+
+class GatheredCritic:
+    """A sharded critic's full weights, gathered to rank 0's CPU memory for the consolidated export
+    (collective: every rank builds one; the other ranks hold nothing). ``save_pretrained`` writes
+    what :meth:`ValueModel.save_pretrained <searchr1.rl.critic.ValueModel.save_pretrained>` writes."""
+
+    def __init__(self, critic: nn.Module):
+        self.critic = critic
+        self.state = get_model_state_dict(critic, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        if not self.state:
+            raise RuntimeError("GatheredCritic.save_pretrained runs on rank 0 only (the other ranks hold no weights)")
+        self.critic.save_pretrained(path, state_dict=self.state)
 
 
 @torch.no_grad()

@@ -326,12 +326,14 @@ class Trainer:
             sharded = self.ckpt_root / f".tmp_sharded_step_{self.step:06d}"
             fsdp.save_sharded(sharded, self.learner.sharded_state())
         export = self._full_policy()
+        critic = self.learner.critic if self.cfg.checkpoint.save_critic else None
+        if critic is not None and sharded is not None:   # gathered to rank 0 (collective), like the policy
+            critic = fsdp.GatheredCritic(critic)
         if self.dist.is_main:
             state = {"step": self.step, "sampler": {"epoch": self.sampler.epoch, "cursor": self.sampler.cursor},
                      "learner": self.learner.state_dict(), "rng": ckpt.rng_state()}
             if self.search_guard is not None:
                 state["search_guard"] = self.search_guard.state_dict()
-            critic = self.learner.critic if self.cfg.checkpoint.save_critic and sharded is None else None
             path = ckpt.save_checkpoint(self.ckpt_root, self.step, export, self.tokenizer, state, critic,
                                         self.cfg.checkpoint.keep_last, run_id=self.run_id, sharded=sharded)
         else:
@@ -370,7 +372,7 @@ class Trainer:
             fsdp.load_sharded(path / "sharded", self.learner.sharded_state())
         else:
             load_weights(self.policy, path / "policy", lora=self.cfg.model.lora_rank > 0)
-        if self.learner.critic is not None and (path / "critic").is_dir():
+        if self.learner.critic is not None and (path / "critic").is_dir() and not (path / "sharded").is_dir():
             load_weights(self.learner.critic.lm, path / "critic")
             self.learner.critic.load_head(path / "critic")
         self.learner.load_state_dict(state["learner"])
