@@ -27,7 +27,7 @@ def letters(trajs, examples):
 
 
 def main(out: str, steps: int, resume: bool, algo: str = "grpo") -> None:
-    info = D.init_distributed("cpu")
+    info = D.init_distributed("cpu", group_of_one=True)   # a plain process (no torchrun) gets a group of 1
     tok = make_byte_tokenizer()
     model = make_tiny_model(len(tok))
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}

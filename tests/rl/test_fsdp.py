@@ -120,6 +120,23 @@ def _fit(out, steps, resume, algo="grpo"):
     return torch.load(out / "result.pt")
 
 
+def test_fsdp_in_one_plain_process_trains_and_exports(tmp_path):
+    """distributed.strategy=fsdp without torchrun (one GPU, or a laptop): the trainer makes a one-rank group of
+    its own, trains, checkpoints the sharded state and exports a model plain transformers loads."""
+    from transformers import AutoModelForCausalLM
+
+    env = {k: v for k, v in _env().items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    res = subprocess.run([sys.executable, str(TRAINER), str(tmp_path), "2", "0"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = torch.load(tmp_path / "result.pt")
+    assert out["step"] == 2 and (tmp_path / "checkpoints" / "step_000002" / "sharded").is_dir()
+    init = out["init"]
+    assert max(float((init[k] - out["policy"][k]).abs().max()) for k in init) > 1e-3   # it trained
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    _close(out["policy"], {k: v for k, v in model.state_dict().items() if k in out["policy"]}, 0.0)
+
+
 @pytest.mark.distributed
 def test_trainer_under_fsdp_resumes_exactly_and_exports_a_plain_model(tmp_path):
     """Trainer.fit on 2 ranks (GRPO, chunked log-probs, checkpoint every step): 3 steps straight ==

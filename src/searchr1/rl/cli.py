@@ -53,7 +53,7 @@ def run(args) -> int:
         return 0
     cfg.check_inputs()   # missing files fail here, before any model loads
 
-    init_distributed(cfg.device)
+    init_distributed(cfg.device, group_of_one=cfg.distributed.strategy == "fsdp")
     # claim output_dir before loading anything: a used directory or a --resume without checkpoints fails at once
     run_id = start_run(cfg.output_dir, args.resume, args.overwrite) if cfg.recipe != "sft" and current().is_main \
         else None

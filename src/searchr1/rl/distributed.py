@@ -30,13 +30,17 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the process group when launched with WORLD_SIZE > 1 (torchrun sets it)."""
+def init_distributed(device: str = "auto", group_of_one: bool = False) -> DistInfo:
+    """Join the process group when launched with WORLD_SIZE > 1 (torchrun sets it). ``group_of_one``: a plain
+    single process gets a one-rank group of its own (FSDP needs a group even on one GPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_nccl = torch.cuda.is_available() and device != "cpu"
     if world <= 1:
+        if group_of_one and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if use_nccl else "gloo", store=dist.HashStore(), rank=0,
+                                    world_size=1)
         return DistInfo()
     if not dist.is_initialized():
-        use_nccl = torch.cuda.is_available() and device != "cpu"
         dist.init_process_group(backend="nccl" if use_nccl else "gloo")
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available() and device != "cpu":
