@@ -116,14 +116,19 @@ def _add_load_options(p) -> None:
     p.add_argument("--k-factor", type=int, help="dense with a refine stage (...,RFlat): candidates re-scored "
                                                 "exactly per wanted hit")
     p.add_argument("--faiss-gpu", action="store_true", help="dense: FAISS on every GPU, sharded (needs faiss-gpu)")
+    p.add_argument("--encoder-workers", type=int, help="dense: query-encoder threads, each on one core (0 = torch's "
+                                                       "own threading; default: serve uses one per CPU core)")
+    p.add_argument("--encoder-dtype", choices=["fp32", "bf16"],
+                   help="dense: query-encoder weights (default fp32; serve takes bf16 on CPUs with AMX/AVX512-BF16)")
 
 
 def _load_options(args) -> LoadOptions:
     try:
         return LoadOptions(mmap=args.mmap, nprobe=args.nprobe, ef_search=args.ef_search, k_factor=args.k_factor,
-                           gpu=args.faiss_gpu)
+                           gpu=args.faiss_gpu, encoder_workers=args.encoder_workers,
+                           encoder_dtype=args.encoder_dtype)
     except ValueError as e:
-        raise UsageError(f"{e} (--mmap, --nprobe, --ef-search, --faiss-gpu)") from None
+        raise UsageError(f"{e} (--mmap, --nprobe, --ef-search, --faiss-gpu, --encoder-workers)") from None
 
 
 def add_backend_args(p) -> None:

@@ -28,6 +28,7 @@ Bearer <token>``. The OpenAPI pages (``/docs``) are off unless ``--docs`` is giv
 """
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -44,7 +45,8 @@ from searchr1.search import cache as search_cache
 from searchr1.search.base import TOKEN_ENV, Hit, Retriever
 from searchr1.search.batcher import MicroBatcher, ServerBusy
 from searchr1.search.cache import CachedSearch, SearchCacheConfig
-from searchr1.search.dense import LoadOptions
+from searchr1.search.dense import LoadOptions, cpu_has_bf16
+from searchr1.search.faiss_index import batch_flat_search_with_blas
 from searchr1.search.index import load_retriever, read_index_meta
 from searchr1.search.rerank import CrossEncoderReranker, RerankConfig
 from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
@@ -400,6 +402,9 @@ def serve(index_dir: str | Path | None, host: str = "127.0.0.1", port: int = 800
     if config.token is None and not is_loopback(host):
         log.warning("serving on %s without a token: anyone who can reach this address can query the "
                     "index; set --token or %s.", host, TOKEN_ENV)
+    options = _server_load_options(backend, index_dir, options)
+    if options.encoder_workers is not None:  # a dense index: batches through BLAS (see faiss_index)
+        batch_flat_search_with_blas()
     retriever, kind = build_backend(backend, index_dir, web=web, cache=cache, rerank=rerank,
                                     options=options)
     app = create_app(retriever, config, kind=kind)
@@ -409,6 +414,18 @@ def serve(index_dir: str | Path | None, host: str = "127.0.0.1", port: int = 800
         for stage in _stages(retriever):
             if isinstance(stage, CachedSearch):
                 stage.close()  # logs the hit rate and the requests saved
+
+
+def _server_load_options(backend: str, index_dir, options: LoadOptions | None) -> LoadOptions:
+    """The query encoder's settings left unset for a dense index, as a server wants them: one encoder
+    thread per CPU core (the server owns its process, so single-threaded kernels on every core are
+    safe, see ``Encoder``) and bf16 weights where the CPU has bf16 matrix instructions."""
+    options = options or LoadOptions()
+    if backend != "index" or not index_dir or read_index_meta(index_dir)["kind"] != "dense":
+        return options
+    workers = (os.cpu_count() or 1) if options.encoder_workers is None else options.encoder_workers
+    dtype = options.encoder_dtype or ("bf16" if cpu_has_bf16() else "fp32")
+    return dataclasses.replace(options, encoder_workers=workers, encoder_dtype=dtype)
 
 
 class BackgroundServer:
