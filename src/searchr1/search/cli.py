@@ -102,6 +102,8 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-queries", type=int, default=d.chunk_queries,
                    help="smallest share of a batch per request; a batch aims at 8x this (0 = by retriever: bm25 8, "
                         "dense 256)")
+    p.add_argument("--batches-in-flight", type=int, default=d.batches_in_flight,
+                   help="batches searched at once (0 = by retriever: dense 2, others 1)")
     p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, help="seconds to receive a body (then 408)")
     p.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs); off by default")
     _add_load_options(p)
@@ -263,7 +265,8 @@ def _serve(args) -> int:
                           max_hits=args.max_hits, max_query_chars=args.max_query_chars,
                           max_body_bytes=args.max_body_bytes, max_concurrent=args.max_concurrent,
                           max_inflight_bytes=args.max_inflight_bytes, body_timeout_s=args.body_timeout,
-                          chunk_queries=args.chunk_queries, docs=args.docs)
+                          chunk_queries=args.chunk_queries, batches_in_flight=args.batches_in_flight,
+                          docs=args.docs)
     token = resolve_token(args.token)
     options = _load_options(args)
     cache = cache_config(args)
