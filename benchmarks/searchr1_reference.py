@@ -17,7 +17,8 @@ commit a14dc3a). Its request path, step by step, as done here:
 
 Departures, all for a CPU run: the model stays on the CPU (no ``.cuda()`` / ``torch.cuda.empty_cache()``),
 and fp16 is off (the shipped script sets ``retrieval_use_fp16=True``; on a CPU fp16 is Search-R1's
-slow configuration, fp32 its best). ``--fp16`` restores the shipped setting. Everything else,
+slow configuration, fp32 its best). ``--fp16`` restores the shipped setting. Added: ``GET /health``
+(the benchmark waits on it); the corpus loads without ``num_proc=4`` (start-up only). Everything else,
 including torch's default thread count, is as shipped. The e5 / bge query prefixes follow the
 model name as in the original (none for MiniLM).
 
