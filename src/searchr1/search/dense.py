@@ -11,8 +11,9 @@
   built with ``METRIC_INNER_PRODUCT``; indexes that need training (IVF, PQ, OPQ, SQ) are trained
   on the first ``train_size`` vectors of the corpus (see :mod:`searchr1.search.faiss_index`).
   Vectors are L2-normalised, so inner product = cosine similarity.
-* Loading: memory-mapped (``mmap``), search breadth (``nprobe``, ``ef_search``) and GPU FAISS
-  (sharded over every GPU) are load-time options, so one index file serves every setting.
+* Loading: memory-mapped (``mmap``), search breadth (``nprobe``, ``ef_search``), GPU FAISS
+  (sharded over every GPU) and the query encoder's threads and weight type (``encoder_workers``,
+  ``encoder_dtype``: fp32 or bf16) are load-time options, so one index file serves every setting.
 * Ties (equal scores) are ordered by corpus index.
 * Imported indexes (``searchr1 index import``) keep their FAISS file where it is
   (``index_path``); :func:`read_faiss_header` and :func:`encoder_dim` check it against the
@@ -151,9 +152,11 @@ class Encoder:
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
         batches = [order[s:s + bs] for s in range(0, len(texts), bs)]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        parts = self._pool.map(self._encode_batch, [[texts[i] for i in idx] for idx in batches]) \
-            if self._pool is not None and len(batches) > 1 else \
-            (self._encode_batch([texts[i] for i in idx]) for idx in batches)
+        shares = ([texts[i] for i in idx] for idx in batches)
+        if self._pool is not None and len(batches) > 1:
+            parts = self._pool.map(self._encode_batch, shares)
+        else:
+            parts = map(self._encode_batch, shares)
         for idx, vecs in zip(batches, tqdm(parts, total=len(batches), desc="encode", disable=not show_progress,
                                            unit="batch")):
             out[idx] = vecs
