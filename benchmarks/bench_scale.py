@@ -1,6 +1,7 @@
-"""Scale curves: BM25 and FAISS indexes at 100k and 1M passages (opt-in: ``make bench B=scale``; ~1 h on 2 shared cores).
+"""Scale curves: BM25 and FAISS indexes at 100k, 1M and 5M passages (opt-in: ``make bench B=scale``; ~1 h on 2 shared cores).
 
-Parts (``SCALE_PARTS``, default ``bm25,dense,real``; sizes ``SCALE_SIZES``, default ``100000,1000000``):
+Parts (``SCALE_PARTS``, default ``bm25,dense,real``; sizes ``BENCH_SCALE_SIZES`` or ``SCALE_SIZES``, default
+``100k,1m``, e.g. ``BENCH_SCALE_SIZES=100k,1m,5m``):
 
 * ``bm25``: the real build path (``build_index``) over synthetic Zipf passages (100 words,
   50k-word vocabulary, stopwords as the head: ``synthetic_corpus``), generated in 100k chunks so the
@@ -10,7 +11,12 @@ Parts (``SCALE_PARTS``, default ``bm25,dense,real``; sizes ``SCALE_SIZES``, defa
   noise 0.35 around it, generated in chunks, never held whole) in Flat / HNSW32 (100k only: its
   build is the slow part) / IVF-PQ indexes; recall@3 against exact inner product over the same
   vectors (200 queries = perturbed corpus vectors) at several nprobe; q/s is FAISS search alone on
-  one thread (query encoding is separate: ``make bench B=search``).
+  one thread (query encoding is separate: ``make bench B=search``). Indexes that hold the raw
+  vectors (Flat, ``RFlat``) are left out above ``RAW_VECTORS_MAX_MB`` (5M × 384 fp32 = 7.3 GiB);
+  the exact reference is then still computed, streamed over the chunks in bounded memory.
+  IVF lists: 256 up to 100k, 1024 up to 1M, 2048 beyond (trained on 39 vectors per list).
+  Flat searches of batches go through BLAS (``batch_flat_search_with_blas``: IVF training and
+  assignment are flat searches too).
 * ``real``: MiniLM embeddings of 10k wiki passages (first 32 tokens, to keep encoding to minutes on
   2 cores) with queries of 5 words from random passages: the same index types, recall@3 vs flat.
 
@@ -31,6 +37,20 @@ import numpy as np
 
 DIM = 384
 OUT = Path(os.environ.get("SCALE_OUT", "runs/bench_scale.jsonl"))
+RAW_VECTORS_MAX_MB = 3000
+"""Largest raw-vector index (n × DIM × 4 bytes) built: the machine is shared (keep RSS < ~4-8 GB)."""
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"100k,1m,5m"`` (or plain integers) → passage counts."""
+    scale = {"k": 1_000, "m": 1_000_000}
+    out = []
+    for part in text.lower().replace(" ", "").split(","):
+        try:
+            out.append(int(float(part[:-1]) * scale[part[-1]]) if part[-1:] in scale else int(part))
+        except (ValueError, IndexError):
+            raise ValueError(f"scale size {part!r}: use a count like 100000, 100k or 5m") from None
+    return out
 
 
 def _bench(name: str, value: float, unit: str) -> None:
@@ -125,8 +145,9 @@ def _exact_top(chunks, q: np.ndarray, k: int = 10) -> np.ndarray:
     start = 0
     for x in chunks:
         s = q @ x.T
-        i = np.broadcast_to(np.arange(start, start + len(x)), s.shape)
-        all_s, all_i = np.concatenate([best_s, s], 1), np.concatenate([best_i, i], 1)
+        cand = np.argpartition(-s, k - 1, axis=1)[:, :k]  # the chunk's top k (unordered), then merge
+        all_s = np.concatenate([best_s, np.take_along_axis(s, cand, 1)], 1)
+        all_i = np.concatenate([best_i, cand + start], 1)
         top = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
         best_s, best_i = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_i, top, 1)
         start += len(x)
@@ -186,18 +207,25 @@ def bench_dense(n: int, work: Path) -> None:
         start += len(x)
     q = np.stack(q) + 0.1 * rng.standard_normal((200, DIM)).astype(np.float32) / np.sqrt(DIM)
     q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    t = time.perf_counter()
     truth = _exact_top(_clustered_chunks(n), q)
-    nlist = 256 if n <= 100_000 else 1024
-    specs = [("Flat", [{}]), (f"IVF{nlist},PQ128", [{"nprobe": p} for p in (8, 32)]),
-             (f"IVF{nlist},PQ128,RFlat", [{"nprobe": 32, "k_factor": f} for f in (4, 16)])]
+    print(f"  exact top-10 of 200 queries over {n:,} vectors (streamed): {time.perf_counter() - t:.0f}s", flush=True)
+    nlist = 256 if n <= 100_000 else 1024 if n <= 1_000_000 else 2048
+    raw_fits = n * DIM * 4 / 2**20 <= RAW_VECTORS_MAX_MB
+    specs = [(f"IVF{nlist},PQ128", [{"nprobe": p} for p in ((8, 32) if n <= 1_000_000 else (8, 32, 128))])]
+    if raw_fits:
+        specs = [("Flat", [{}]), *specs, (f"IVF{nlist},PQ128,RFlat", [{"nprobe": 32, "k_factor": f} for f in (4, 16)])]
+    else:
+        print(f"  Flat and RFlat left out: {n * DIM * 4 / 2**30:.1f} GiB of raw vectors > {RAW_VECTORS_MAX_MB} MB",
+              flush=True)
     if n <= 100_000:
         specs.insert(1, ("HNSW32", [{"ef_search": e} for e in (32, 128)]))
     for spec, sweep in specs:
-        index, build_s = _build(spec, _clustered_chunks(n), train_size=20_000)
+        index, build_s = _build(spec, _clustered_chunks(n), train_size=max(20_000, 39 * nlist))
         best = _measure(index, spec, n, q, truth, build_s, "dense", sweep, work)
         del index
         if spec == f"IVF{nlist},PQ128" and n >= 1_000_000:
-            _bench("dense_ivfpq_recall_at3_1m", best["recall"], f"(IVF1024,PQ128 nprobe {best['nprobe']})")
+            _bench(f"dense_ivfpq_recall_at3_{_label(n)}", best["recall"], f"(IVF{nlist},PQ128 nprobe {best['nprobe']})")
 
 
 def bench_real(work: Path, n: int = 10_000) -> None:
@@ -237,9 +265,12 @@ def table(path: Path = OUT) -> str:
 def main() -> None:
     import faiss
 
+    from searchr1.search.faiss_index import batch_flat_search_with_blas
+
     faiss.omp_set_num_threads(1)  # q/s per thread: the machine is shared
+    batch_flat_search_with_blas()
     parts = os.environ.get("SCALE_PARTS", "bm25,dense,real").split(",")
-    sizes = [int(s) for s in os.environ.get("SCALE_SIZES", "100000,1000000").split(",")]
+    sizes = parse_sizes(os.environ.get("BENCH_SCALE_SIZES") or os.environ.get("SCALE_SIZES", "100k,1m"))
     with tempfile.TemporaryDirectory(prefix="searchr1-scale-") as tmp:
         work = Path(tmp)
         if "real" in parts:

@@ -21,6 +21,8 @@ Queries: 5 words drawn from a random passage (stopwords included, as in question
   ~25 CPU-minutes on these machines, so the index vectors are MiniLM embeddings of the
   passages' titles; a Flat search costs the same whatever the vectors are, and every query
   is encoded by the real model, so the q/s is that of a real 20k-passage index.
+* Against Search-R1's server (reimplemented, fp32), same index and request streams:
+  :mod:`benchmarks.dense_vs_searchr1`.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.dense_vs_searchr1 import bench_dense_vs_searchr1
 from benchmarks.search_cache import bench_cache_replay
 
 
@@ -334,6 +337,8 @@ def main() -> None:
     _bench("dense_server_qps_1client", dense_rows[0][3], "q/s")
     # one client sending one query at a time = encoding per request, as Search-R1's server does
     _bench("dense_server_batching_speedup", max(r[3] for r in dense_rows) / dense_rows[0][3], "x")
+    # BENCH dense_server_vs_searchr1 (benchmarks/dense_vs_searchr1.py): the same index and queries
+    bench_dense_vs_searchr1(dense_dir, dense_queries, work)
     bench_cache_replay(work / "cache")  # BENCH cache_replay_qps (benchmarks/search_cache.py)
     import shutil
 

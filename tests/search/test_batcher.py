@@ -76,3 +76,41 @@ def test_failures_reach_only_the_batch_and_busy_is_reported(tiny_bm25, fails_onc
         return ok
 
     assert _run(main) == tiny_bm25.search(["capital"], 1)
+
+
+def test_batches_in_flight_overlap_and_parts_come_back_in_order(tiny_bm25):
+    """in_flight=2: the second chunk of a request finishes first (its batch is faster), yet the
+    request's results are in query order; two retriever calls really ran at the same time."""
+    import threading
+    import time
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    class SlowFirst:
+        def search(self, queries, topk):
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.3 if "slow" in queries[0] else 0.02)
+            with lock:
+                state["now"] -= 1
+            return tiny_bm25.search(queries, topk)
+
+    queries = ["slow capital"] + [f"python {i}" for i in range(7)]
+
+    async def main():
+        b = MicroBatcher(SlowFirst(), max_wait_s=0, max_batch_queries=4, chunk_queries=4, in_flight=2)
+        b.start()
+        out = await b.submit(queries, 2)
+        await b.stop()
+        return out, b
+
+    got, b = _run(main)
+    assert got == tiny_bm25.search(queries, 2)
+    assert state["most"] == 2 and b.batches == 2 and b.pending == 0
+
+
+def test_in_flight_must_be_positive(tiny_bm25):
+    with pytest.raises(ValueError, match="in_flight"):
+        MicroBatcher(tiny_bm25, in_flight=0)

@@ -14,6 +14,10 @@ big steps (few retriever calls), while under contention every batch stays short.
 
 An optional ``encode`` function (e.g. JSON serialisation) runs on each chunk's results in
 the worker thread, so the cost of building a big response is spread over its chunks too.
+
+``in_flight`` batches may run at once (each in its own worker thread): with 2, the next batch
+is encoded while the last one's FAISS search and JSON run, so a dense server keeps its encoder
+threads busy. Parts of a request that finish out of order are put back in query order.
 """
 from __future__ import annotations
 
@@ -33,12 +37,13 @@ class ServerBusy(RuntimeError):
 class _Job:
     """One request: its queries, the chunks handed out so far and the encoded parts back."""
 
-    __slots__ = ("queries", "topk", "encode", "fut", "taken", "parts")
+    __slots__ = ("queries", "topk", "encode", "fut", "taken", "done", "parts")
 
     def __init__(self, queries: list[str], topk: int, encode: Callable, fut: asyncio.Future):
         self.queries, self.topk, self.encode, self.fut = queries, topk, encode, fut
-        self.taken = 0              # queries already put into a batch
-        self.parts: list[Any] = []  # encoded chunk results, in query order
+        self.taken = 0                   # queries already put into a batch
+        self.done = 0                    # queries whose results are back
+        self.parts: dict[int, Any] = {}  # encoded chunk results by their first query's position
 
     @property
     def remaining(self) -> int:
@@ -47,10 +52,12 @@ class _Job:
 
 class MicroBatcher:
     def __init__(self, retriever: Retriever, max_wait_s: float = 0.001, max_batch_queries: int = 1024,
-                 max_pending_queries: int = 65536, chunk_queries: int = 64):
-        if max_batch_queries < 1 or chunk_queries < 1 or max_wait_s < 0:
-            raise ValueError("MicroBatcher needs max_batch_queries >= 1, chunk_queries >= 1, max_wait_s >= 0.")
+                 max_pending_queries: int = 65536, chunk_queries: int = 64, in_flight: int = 1):
+        if max_batch_queries < 1 or chunk_queries < 1 or max_wait_s < 0 or in_flight < 1:
+            raise ValueError("MicroBatcher needs max_batch_queries >= 1, chunk_queries >= 1, max_wait_s >= 0, "
+                             "in_flight >= 1.")
         self.retriever = retriever
+        self.in_flight = in_flight
         self.max_wait_s = max_wait_s
         self.max_batch_queries = max_batch_queries
         self.max_pending_queries = max_pending_queries
@@ -62,18 +69,23 @@ class MicroBatcher:
         self._fresh_turn = False  # whether the last batch was the new requests' turn
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()  # batches in flight
+        self._slots: asyncio.Semaphore | None = None
         self._executor: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="searchr1-search")
+        self._slots = asyncio.Semaphore(self.in_flight)
+        self._executor = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="searchr1-search")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in [self._task, *self._running]:
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
         if self._executor is not None:
@@ -152,22 +164,34 @@ class MicroBatcher:
                 await self._wakeup.wait()
                 if self.max_wait_s > 0:  # let concurrent requests join the first batch
                     await asyncio.sleep(self.max_wait_s)
+            await self._slots.acquire()  # a batch slot first: requests arriving meanwhile join the batch
             pieces = self._take()
             if not pieces:
+                self._slots.release()
                 continue
-            try:
-                encoded = await loop.run_in_executor(self._executor, self._search_and_encode, pieces)
-            except Exception as e:  # the error goes to every request in the batch; the loop keeps serving
-                failed = {id(job): job for job, _, _ in pieces}
-                for job in failed.values():
-                    if not job.fut.done():
-                        job.fut.set_exception(e)
-                self.pending -= sum(job.remaining for job in failed.values() if job in self._active)
-                self._active = deque(job for job in self._active if id(job) not in failed)
-                continue
-            self.batches += 1
-            self.queries += sum(n for _, _, n in pieces)
-            for (job, start, n), part in zip(pieces, encoded):
-                job.parts.append(part)
-                if start + n == len(job.queries) and not job.fut.done():
-                    job.fut.set_result(job.parts)
+            task = loop.create_task(self._execute(pieces))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _execute(self, pieces: list[tuple[_Job, int, int]]) -> None:
+        """Run one batch in a worker thread and hand each request its parts."""
+        try:
+            encoded = await asyncio.get_running_loop().run_in_executor(self._executor, self._search_and_encode,
+                                                                       pieces)
+        except Exception as e:  # the error goes to every request in the batch; the loop keeps serving
+            failed = {id(job): job for job, _, _ in pieces}
+            for job in failed.values():
+                if not job.fut.done():
+                    job.fut.set_exception(e)
+            self.pending -= sum(job.remaining for job in failed.values() if job in self._active)
+            self._active = deque(job for job in self._active if id(job) not in failed)
+            return
+        finally:
+            self._slots.release()
+        self.batches += 1
+        self.queries += sum(n for _, _, n in pieces)
+        for (job, start, n), part in zip(pieces, encoded):
+            job.parts[start] = part
+            job.done += n
+            if job.done == len(job.queries) and not job.fut.done():
+                job.fut.set_result([job.parts[k] for k in sorted(job.parts)])

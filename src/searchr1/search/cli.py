@@ -102,6 +102,8 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-queries", type=int, default=d.chunk_queries,
                    help="smallest share of a batch per request; a batch aims at 8x this (0 = by retriever: bm25 8, "
                         "dense 256)")
+    p.add_argument("--batches-in-flight", type=int, default=d.batches_in_flight,
+                   help="batches searched at once (0 = by retriever: dense 2, others 1)")
     p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, help="seconds to receive a body (then 408)")
     p.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs); off by default")
     _add_load_options(p)
@@ -116,14 +118,19 @@ def _add_load_options(p) -> None:
     p.add_argument("--k-factor", type=int, help="dense with a refine stage (...,RFlat): candidates re-scored "
                                                 "exactly per wanted hit")
     p.add_argument("--faiss-gpu", action="store_true", help="dense: FAISS on every GPU, sharded (needs faiss-gpu)")
+    p.add_argument("--encoder-workers", type=int, help="dense: query-encoder threads, each on one core (0 = torch's "
+                                                       "own threading; default: serve uses one per CPU core)")
+    p.add_argument("--encoder-dtype", choices=["fp32", "bf16"],
+                   help="dense: query-encoder weights (default fp32; serve takes bf16 on CPUs with AMX/AVX512-BF16)")
 
 
 def _load_options(args) -> LoadOptions:
     try:
         return LoadOptions(mmap=args.mmap, nprobe=args.nprobe, ef_search=args.ef_search, k_factor=args.k_factor,
-                           gpu=args.faiss_gpu)
+                           gpu=args.faiss_gpu, encoder_workers=args.encoder_workers,
+                           encoder_dtype=args.encoder_dtype)
     except ValueError as e:
-        raise UsageError(f"{e} (--mmap, --nprobe, --ef-search, --faiss-gpu)") from None
+        raise UsageError(f"{e} (--mmap, --nprobe, --ef-search, --faiss-gpu, --encoder-workers)") from None
 
 
 def add_backend_args(p) -> None:
@@ -258,7 +265,8 @@ def _serve(args) -> int:
                           max_hits=args.max_hits, max_query_chars=args.max_query_chars,
                           max_body_bytes=args.max_body_bytes, max_concurrent=args.max_concurrent,
                           max_inflight_bytes=args.max_inflight_bytes, body_timeout_s=args.body_timeout,
-                          chunk_queries=args.chunk_queries, docs=args.docs)
+                          chunk_queries=args.chunk_queries, batches_in_flight=args.batches_in_flight,
+                          docs=args.docs)
     token = resolve_token(args.token)
     options = _load_options(args)
     cache = cache_config(args)

@@ -11,8 +11,9 @@
   built with ``METRIC_INNER_PRODUCT``; indexes that need training (IVF, PQ, OPQ, SQ) are trained
   on the first ``train_size`` vectors of the corpus (see :mod:`searchr1.search.faiss_index`).
   Vectors are L2-normalised, so inner product = cosine similarity.
-* Loading: memory-mapped (``mmap``), search breadth (``nprobe``, ``ef_search``) and GPU FAISS
-  (sharded over every GPU) are load-time options, so one index file serves every setting.
+* Loading: memory-mapped (``mmap``), search breadth (``nprobe``, ``ef_search``), GPU FAISS
+  (sharded over every GPU) and the query encoder's threads and weight type (``encoder_workers``,
+  ``encoder_dtype``: fp32 or bf16) are load-time options, so one index file serves every setting.
 * Ties (equal scores) are ordered by corpus index.
 * Imported indexes (``searchr1 index import``) keep their FAISS file where it is
   (``index_path``); :func:`read_faiss_header` and :func:`encoder_dim` check it against the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -109,14 +111,31 @@ class DenseConfig:
 class Encoder:
     """Texts → L2-normalised float32 vectors, (N, dim)."""
 
-    def __init__(self, config: DenseConfig):
+    def __init__(self, config: DenseConfig, workers: int = 0, dtype: str = "fp32"):
+        """``workers``: 0 = encode in the caller's thread with torch's own intra-op threads; N >= 1 =
+        split each call into N shares encoded at once by N threads, each running single-threaded
+        kernels — this sets torch's intra-op threads to 1 for the whole process (a server owns its
+        process; a training process should keep 0). Kernels that do not fight over the cores keep
+        their speed when other processes load the machine, and N shares use N cores.
+        ``dtype``: the weights' type, ``fp32`` or ``bf16`` (pooling and normalisation stay fp32;
+        fast on CPUs with bf16 matrix instructions, :func:`cpu_has_bf16`; tests check cosine >= 0.999
+        against fp32)."""
         import torch
         from transformers import AutoModel, AutoTokenizer
 
+        if workers < 0:
+            raise ValueError(f"encoder workers={workers}: use 0 (torch's threads) or N >= 1 encoder threads.")
+        if dtype not in ENCODER_DTYPES:
+            raise ValueError(f"encoder dtype={dtype!r}: use one of {sorted(ENCODER_DTYPES)}.")
+        if workers >= 1:
+            torch.set_num_threads(1)
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="searchr1-encode") if workers > 1 else None
         self.config = config
         path = encoder_path(config)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(config.device).eval()
+        self.model = AutoModel.from_pretrained(path).to(config.device, ENCODER_DTYPES[dtype](torch)).eval()
+        self.dtype = dtype
         self.pooling = config.pooling if config.pooling != "auto" else _st_pooling(Path(path))
         self.query_prefix, self.passage_prefix = PREFIXES[config.resolved_prefix()]
         if config.query_prefix is not None:
@@ -127,24 +146,35 @@ class Encoder:
     def encode(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool = False) -> np.ndarray:
         from tqdm.auto import tqdm
 
-        torch = self._torch
         bs = batch_size or self.config.batch_size
+        if self._pool is not None:  # at least one share per worker
+            bs = min(bs, -(-len(texts) // self.workers))
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
+        batches = [order[s:s + bs] for s in range(0, len(texts), bs)]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for s in tqdm(range(0, len(texts), bs), desc="encode", disable=not show_progress, unit="batch"):
-                idx = order[s:s + bs]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.config.max_length, return_tensors="pt").to(self.config.device)
-                hidden = self.model(**enc).last_hidden_state  # (B, T, H)
-                if self.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-                out[idx] = pooled.cpu().numpy()
+        shares = ([texts[i] for i in idx] for idx in batches)
+        if self._pool is not None and len(batches) > 1:
+            parts = self._pool.map(self._encode_batch, shares)
+        else:
+            parts = map(self._encode_batch, shares)
+        for idx, vecs in zip(batches, tqdm(parts, total=len(batches), desc="encode", disable=not show_progress,
+                                           unit="batch")):
+            out[idx] = vecs
         return out
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        """(B, dim) normalised vectors of one padded batch (inference mode is per thread: set here)."""
+        torch = self._torch
+        with torch.inference_mode():
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.config.max_length,
+                                 return_tensors="pt").to(self.config.device)
+            hidden = self.model(**enc).last_hidden_state.float()  # (B, T, H)
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         return self.encode([self.query_prefix + q for q in queries], batch_size=max(len(queries), 1))
@@ -152,6 +182,20 @@ class Encoder:
     def encode_passages(self, docs: Sequence[Document], show_progress: bool = False) -> np.ndarray:
         texts = [self.passage_prefix + (f"{d.title}. {d.text}" if d.title else d.text) for d in docs]
         return self.encode(texts, show_progress=show_progress)
+
+
+ENCODER_DTYPES = {"fp32": lambda torch: torch.float32, "bf16": lambda torch: torch.bfloat16}
+"""Encoder weight types (a function of the torch module, which is imported lazily)."""
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has bf16 matrix instructions (AMX or AVX512-BF16): there a bf16 encoder is
+    several times faster than fp32; elsewhere bf16 is emulated and slow. False off Linux."""
+    try:
+        flags = next((line for line in Path(cpuinfo).read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"amx_bf16", "avx512_bf16"} & set(flags.split()))
 
 
 def encoder_path(config: DenseConfig) -> str:
@@ -214,8 +258,18 @@ class LoadOptions:
     """Refine stage (``...,RFlat``): k_factor * k candidates re-scored exactly; None = FAISS's (1)."""
     gpu: bool = False
     """Clone the index onto every GPU, sharded (needs faiss-gpu)."""
+    encoder_workers: int | None = None
+    """Query-encoder threads (:class:`Encoder`'s ``workers``); None = 0 (torch's own threads), except
+    in ``searchr1 serve``, which uses one per CPU core."""
+    encoder_dtype: str | None = None
+    """Query-encoder weights, ``fp32`` or ``bf16``; None = fp32, except in ``searchr1 serve``, which
+    takes bf16 where :func:`cpu_has_bf16`."""
 
     def __post_init__(self):
+        if self.encoder_dtype is not None and self.encoder_dtype not in ENCODER_DTYPES:
+            raise ValueError(f"encoder_dtype={self.encoder_dtype!r}: use one of {sorted(ENCODER_DTYPES)}.")
+        if self.encoder_workers is not None and self.encoder_workers < 0:
+            raise ValueError(f"encoder_workers={self.encoder_workers}: use 0 (torch's threads) or N >= 1.")
         if any(v is not None and v < 1 for v in (self.nprobe, self.ef_search, self.k_factor)):
             raise ValueError(f"nprobe={self.nprobe}, ef_search={self.ef_search}, k_factor={self.k_factor}: "
                              "each must be >= 1.")
@@ -284,7 +338,9 @@ class DenseRetriever:
         if options.gpu:
             index = to_gpus(index)
             set_search_params(index, nprobe=options.nprobe or config.nprobe)
-        return cls(encoder or Encoder(config), index, docs if docs is not None else DocStore(index_dir), config)
+        encoder = encoder or Encoder(config, workers=options.encoder_workers or 0,
+                                     dtype=options.encoder_dtype or "fp32")
+        return cls(encoder, index, docs if docs is not None else DocStore(index_dir), config)
 
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> dict[str, int]:
         """Change the search breadth of the loaded index (IVF ``nprobe``, HNSW ``efSearch``)."""

@@ -194,9 +194,11 @@ def load_retriever(index_dir: str | Path, options: LoadOptions | None = None) ->
     options = options or LoadOptions()
     meta = read_index_meta(index_dir)
     if meta["kind"] == "bm25":
-        if options.nprobe is not None or options.ef_search is not None or options.k_factor is not None or options.gpu:
-            raise UsageError(f"{index_dir} is a BM25 index: --nprobe, --ef-search, --k-factor and --faiss-gpu apply "
-                             "to dense indexes only; leave them out (--mmap works for both).")
+        if (options.nprobe is not None or options.ef_search is not None or options.k_factor is not None or options.gpu
+                or options.encoder_workers is not None or options.encoder_dtype is not None):
+            raise UsageError(f"{index_dir} is a BM25 index: --nprobe, --ef-search, --k-factor, --faiss-gpu and "
+                             "--encoder-workers/--encoder-dtype apply to dense indexes only; leave them out "
+                             "(--mmap works for both).")
         return BM25Retriever.load(index_dir, mmap=options.mmap)
     if meta["kind"] == "qdrant":
         if options != LoadOptions():

@@ -28,6 +28,7 @@ Bearer <token>``. The OpenAPI pages (``/docs``) are off unless ``--docs`` is giv
 """
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -44,7 +45,8 @@ from searchr1.search import cache as search_cache
 from searchr1.search.base import TOKEN_ENV, Hit, Retriever
 from searchr1.search.batcher import MicroBatcher, ServerBusy
 from searchr1.search.cache import CachedSearch, SearchCacheConfig
-from searchr1.search.dense import LoadOptions
+from searchr1.search.dense import LoadOptions, cpu_has_bf16
+from searchr1.search.faiss_index import batch_flat_search_with_blas
 from searchr1.search.index import load_retriever, read_index_meta
 from searchr1.search.rerank import CrossEncoderReranker, RerankConfig
 from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
@@ -52,6 +54,8 @@ from searchr1.search.web import WebConfig, WebSearchRetriever, parse_backend
 log = logging.getLogger(__name__)
 AUTO_CHUNK = {"bm25": 8, "dense": 256, "qdrant": 256}
 """Chunk size per retriever kind when ``chunk_queries`` is 0; other kinds get 64."""
+AUTO_IN_FLIGHT = {"dense": 2}
+"""Batches run at once per retriever kind when ``batches_in_flight`` is 0; other kinds get 1."""
 
 
 @dataclass
@@ -79,6 +83,9 @@ class ServerConfig:
     :mod:`searchr1.search.batcher`); 0 = by retriever kind (:data:`AUTO_CHUNK`): small chunks keep
     small requests fast, large ones keep a fixed per-call cost (a FAISS Flat scan, a GPU encoder
     pass) from being paid per chunk."""
+    batches_in_flight: int = 0
+    """Batches searched at once (``--batches-in-flight``); 0 = by retriever kind (:data:`AUTO_IN_FLIGHT`):
+    a dense server encodes the next batch while the last one is searched and serialised."""
     max_pending_queries: int = 65536
     """Queries allowed to wait for the retriever; beyond this requests get 503."""
     max_concurrent: int = 64
@@ -97,8 +104,9 @@ class ServerConfig:
             raise ValueError("max_queries and max_query_chars must be >= 1 and max_body_bytes >= 64.")
         if self.max_hits < self.max_topk:
             raise ValueError(f"max_hits ({self.max_hits}) must be >= max_topk ({self.max_topk}).")
-        if self.batch_wait_ms < 0 or self.max_batch_queries < 1 or self.chunk_queries < 0:
-            raise ValueError("batch_wait_ms must be >= 0, max_batch_queries >= 1 and chunk_queries >= 0 (0 = auto).")
+        if self.batch_wait_ms < 0 or self.max_batch_queries < 1 or self.chunk_queries < 0 or self.batches_in_flight < 0:
+            raise ValueError("batch_wait_ms must be >= 0, max_batch_queries >= 1, and chunk_queries and "
+                             "batches_in_flight >= 0 (0 = auto).")
         if self.max_concurrent < 1 or self.max_inflight_bytes < self.max_body_bytes or self.body_timeout_s <= 0:
             raise ValueError("max_concurrent must be >= 1, max_inflight_bytes >= max_body_bytes "
                              f"({self.max_body_bytes}) and body_timeout_s > 0.")
@@ -245,7 +253,8 @@ def create_app(retriever: Retriever, config: ServerConfig | None = None, *, kind
     kind = kind or getattr(retriever, "kind", type(retriever).__name__)
     chunk = config.chunk_queries or AUTO_CHUNK.get(kind, 64)
     batcher = MicroBatcher(retriever, config.batch_wait_ms / 1000, config.max_batch_queries,
-                           config.max_pending_queries, chunk)
+                           config.max_pending_queries, chunk,
+                           in_flight=config.batches_in_flight or AUTO_IN_FLIGHT.get(kind, 1))
     gate = _Gate(config)
 
     @asynccontextmanager
@@ -400,6 +409,9 @@ def serve(index_dir: str | Path | None, host: str = "127.0.0.1", port: int = 800
     if config.token is None and not is_loopback(host):
         log.warning("serving on %s without a token: anyone who can reach this address can query the "
                     "index; set --token or %s.", host, TOKEN_ENV)
+    options = _server_load_options(backend, index_dir, options)
+    if options.encoder_workers is not None:  # a dense index: batches through BLAS (see faiss_index)
+        batch_flat_search_with_blas()
     retriever, kind = build_backend(backend, index_dir, web=web, cache=cache, rerank=rerank,
                                     options=options)
     app = create_app(retriever, config, kind=kind)
@@ -409,6 +421,18 @@ def serve(index_dir: str | Path | None, host: str = "127.0.0.1", port: int = 800
         for stage in _stages(retriever):
             if isinstance(stage, CachedSearch):
                 stage.close()  # logs the hit rate and the requests saved
+
+
+def _server_load_options(backend: str, index_dir, options: LoadOptions | None) -> LoadOptions:
+    """The query encoder's settings left unset for a dense index, as a server wants them: one encoder
+    thread per CPU core (the server owns its process, so single-threaded kernels on every core are
+    safe, see ``Encoder``) and bf16 weights where the CPU has bf16 matrix instructions."""
+    options = options or LoadOptions()
+    if backend != "index" or not index_dir or read_index_meta(index_dir)["kind"] != "dense":
+        return options
+    workers = (os.cpu_count() or 1) if options.encoder_workers is None else options.encoder_workers
+    dtype = options.encoder_dtype or ("bf16" if cpu_has_bf16() else "fp32")
+    return dataclasses.replace(options, encoder_workers=workers, encoder_dtype=dtype)
 
 
 class BackgroundServer:
