@@ -6,7 +6,7 @@ from searchr1.errors import ConfigError
 from searchr1.study.config import load_study, rollout_budget
 
 
-@pytest.mark.parametrize("preset", ["quick", "paper-findings"])
+@pytest.mark.parametrize("preset", ["quick", "paper-findings", "ppo-critic", "demo-defaults"])
 def test_shipped_presets_are_valid_and_equal_budget(preset):
     cfg = load_study(preset)
     trained = [c for c in cfg.conditions.values() if c.trained]
@@ -58,7 +58,7 @@ def test_bad_studies_are_rejected(tmp_path, yaml_text, message):
 
 
 @pytest.mark.parametrize("argv,code,message", [
-    (["study", "--preset", "nosuch"], 2, "preset name (paper-findings, quick)"),
+    (["study", "--preset", "nosuch"], 2, "preset name (demo-defaults, paper-findings, ppo-critic, quick)"),
     (["study", "--preset", "quick", "--seeds", "0"], 2, "--seeds 0"),
     (["study", "--preset", "quick", "--set", "run.total_steps=0"], 2, "must be >= 1"),
     (["study", "--preset", "quick", "--report-only", "--out", "{tmp}/none"], 1, "no finished runs"),

@@ -105,6 +105,35 @@ class ActorConfig:
                              "positive number of positions per chunk, e.g. 1024")
 
 
+CRITIC_INITS = ("policy", "scratch")
+
+
+@dataclass
+class CriticConfig:
+    """The PPO critic's training schedule (its learning rate is ``optimizer.critic_lr``)."""
+
+    warmup_steps: int = 0
+    """The first N training steps update only the critic (the policy still samples the rollouts, its
+    weights and optimizer stay untouched): the value estimates get a head start before their advantages
+    move the policy (veRL's ``trainer.critic_warmup``). Those steps' rollouts count toward the budget."""
+    epochs: int | None = None
+    """Passes of the critic over each rollout batch; None = ``algorithm.ppo_epochs`` (the actor's).
+    More passes fit the values to each batch at no rollout cost."""
+    init: str = "policy"
+    """policy: the critic's backbone is a copy of the policy's weights (Search-R1/veRL: the actor's
+    checkpoint) under a zero-initialised value head | scratch: the same architecture, randomly initialised
+    (``AutoModelForCausalLM.from_config``)."""
+
+    def __post_init__(self):
+        if self.init not in CRITIC_INITS:
+            raise ValueError(f"critic.init={self.init!r}: use one of {', '.join(CRITIC_INITS)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"critic.warmup_steps={self.warmup_steps}: use 0 (off) or a number of steps")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"critic.epochs={self.epochs}: use a positive number of passes, or null for "
+                             "algorithm.ppo_epochs")
+
+
 @dataclass
 class DistributedConfig:
     strategy: str = "ddp"
@@ -442,6 +471,7 @@ class TrainConfig:
     rollout: TrainRolloutConfig = field(default_factory=TrainRolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -475,6 +505,12 @@ class TrainConfig:
             raise ValueError(f"algorithm.name={self.algorithm.name} with rollout.do_sample=false: the G greedy "
                              "samples of a question are identical, so every advantage is 0 and nothing is "
                              "learned; set rollout.do_sample=true")
+        if self.critic.warmup_steps and self.algorithm.name != "ppo":
+            raise ValueError(f"critic.warmup_steps={self.critic.warmup_steps} needs a critic: set "
+                             "algorithm.name=ppo or critic.warmup_steps=0")
+        if self.critic.warmup_steps >= self.total_steps:
+            raise ValueError(f"critic.warmup_steps={self.critic.warmup_steps} >= total_steps={self.total_steps}: "
+                             "the policy would never be trained; lower critic.warmup_steps")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
         if self.algorithm.tis_cap > 0 and self.rollout.backend != "vllm":

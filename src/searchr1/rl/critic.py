@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from transformers import AutoModelForCausalLM
 
 from searchr1.rl.batch import Batch, autocast_ctx
 
@@ -42,8 +43,15 @@ class ValueModel(nn.Module):
         self.head.to(next(lm.parameters()).dtype)
 
     @classmethod
-    def from_policy(cls, policy: nn.Module) -> ValueModel:
-        return cls(copy.deepcopy(policy))
+    def from_policy(cls, policy: nn.Module, init: str = "policy") -> ValueModel:
+        """A critic on ``policy``'s architecture: its weights copied (``init="policy"``) or freshly
+        initialised from its config (``"scratch"``; the policy's dtype)."""
+        if init == "policy":
+            return cls(copy.deepcopy(policy))
+        if init != "scratch":
+            raise ValueError(f"critic init={init!r}: use policy or scratch")
+        dtype = next(policy.parameters()).dtype
+        return cls(AutoModelForCausalLM.from_config(policy.config, dtype=dtype))
 
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         trunk = getattr(self.lm, "base_model", self.lm)

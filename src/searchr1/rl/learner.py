@@ -117,7 +117,7 @@ class Learner:
             self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
         self.critic = critic
         if self.algo.name == "ppo" and critic is None:
-            self.critic = ValueModel.from_policy(self._base_model()).to(device)
+            self.critic = ValueModel.from_policy(self._base_model(), cfg.critic.init).to(device)
         self.chunk = self._chunk_size()
         self.fsdp = cfg.distributed.strategy == "fsdp"
         if self.fsdp:   # after the reference and critic copies, before the optimizers see the parameters
@@ -141,6 +141,7 @@ class Learner:
             self.kl_ctl = ca.FixedKLController(self.algo.kl_coef)
         self.skipped_updates = 0
         self.consecutive_skips = 0
+        self.updates = 0   # update() calls (the training step when the caller gives none)
         self.temperature = cfg.rollout.temperature if cfg.rollout.do_sample else 1.0
         self.train_mode, self.eval_mode = self._forward_modes()
 
@@ -237,6 +238,8 @@ class Learner:
                 metrics["actor/kl_coef"] = self.kl_ctl.value
                 self.kl_ctl.update(cur, int(D.all_sum(torch.tensor(float(len(batch))))))
             adv, ret = ca.gae_advantages(rewards, batch.old_values, mask, self.algo.gamma, self.algo.lam)
+            # before the update: how much of the returns' variance the values the advantages use explain
+            metrics["critic/explained_var"] = float(ca.explained_variance(batch.old_values, ret, mask))
             if self.algo.whiten_advantages:
                 adv = D.global_masked_whiten(adv, mask)
             batch.advantages, batch.returns = adv, ret
@@ -270,71 +273,100 @@ class Learner:
         opt.zero_grad(set_to_none=True)
         return ok, float(gn)
 
-    def update(self, batch: Batch, seed: int) -> dict[str, float]:
-        """PPO epochs over ``batch`` (prepared). Returns averaged metrics."""
+    def update(self, batch: Batch, seed: int, step: int | None = None) -> dict[str, float]:
+        """PPO epochs over ``batch`` (prepared). Returns averaged metrics.
+
+        ``step``: the 0-based training step, for ``critic.warmup_steps`` (steps before it update only the
+        critic); None = the number of earlier ``update`` calls of this learner."""
+        step = self.updates if step is None else step
+        self.updates += 1
         if self._no_signal(batch):
             return self._skip_step()
         gen = torch.Generator().manual_seed(seed)
-        micro, ac = self.cfg.data.micro_batch_size, self.cfg.model.bf16_autocast
+        train_actor = self.critic is None or step >= self.cfg.critic.warmup_steps
         acc: dict[str, list[float]] = {}
-        aparams = [p for p in self.policy.parameters() if p.requires_grad]
-        cparams = list(self.critic.parameters()) if self.critic is not None else []
-        self.policy.train()
+        if train_actor:
+            self.policy.train()
+            for _ in range(self.algo.ppo_epochs):
+                for idx in self._minibatches(len(batch), gen):
+                    for k, v in self._actor_minibatch(batch.select(idx)).items():
+                        acc.setdefault(k, []).append(v)
         if self.critic is not None:
             self.critic.train()
-        for _ in range(self.algo.ppo_epochs):
-            for idx in self._minibatches(len(batch), gen):
-                mbatch = batch.select(idx)
-                mask_all = mbatch.loss_mask(self.algo.mask_retrieved)
-                norm = D.all_sum(ca.agg_count(mask_all, self.algo.loss_agg_mode))
-                finite, cfinite = True, True
-                stats_sum: dict[str, float] = {}
-                ent_den = 0.0   # policy tokens of this mini-batch (weights of the per-token means)
-                for s in range(0, len(mbatch), micro):
-                    mb = mbatch.select(slice(s, s + micro)).to(self.device)
-                    with autocast_ctx(self.device, ac):
-                        logp, ent = response_logprobs(self.policy, mb, self.temperature, self.train_mode,
-                                                      self.chunk, entropy_grad=self.algo.entropy_coef > 0)
-                    loss, st = actor_loss(logp, ent, mb, self.algo, norm, self.kl_ctl.value)
-                    finite &= bool(torch.isfinite(loss))
-                    loss.backward()
-                    m = mb.loss_mask(self.algo.mask_retrieved).float()
-                    w = float(m.sum())
-                    ent_den += w
-                    for k, v in st.items():
-                        stats_sum[k] = stats_sum.get(k, 0.0) + float(v) * (1.0 if k in _SUMMED else w)
-                    if self.critic is not None:
-                        with autocast_ctx(self.device, ac):
-                            v = self.critic(mb)
-                        vl, vclip = ca.value_loss(v, mb.old_values, mb.returns, m, self.algo.value_clip,
-                                                  self.algo.loss_agg_mode, norm)
-                        cfinite &= bool(torch.isfinite(vl))
-                        vl.backward()
-                        stats_sum["critic/value_loss"] = stats_sum.get("critic/value_loss", 0.0) + float(vl.detach())
-                        stats_sum["critic/clipfrac"] = stats_sum.get("critic/clipfrac", 0.0) + float(vclip) * w
-                ok, gn = self._finish(self.opt, aparams, finite)
-                self._count_skip(ok)
-                tot = float(D.all_sum(torch.tensor(ent_den)))
-                row = {k: float(D.all_sum(torch.tensor(v))) / (1.0 if k in _SUMMED else max(tot, 1.0))
-                       for k, v in stats_sum.items()}
-                row["actor/grad_norm"] = gn
-                if self.critic is not None:
-                    cok, cgn = self._finish(self.copt, cparams, cfinite)
-                    self._count_skip(cok)
-                    row["critic/grad_norm"] = cgn
-                for k, v in row.items():
-                    acc.setdefault(k, []).append(v)
-        self.sched.step()
+            epochs = self.cfg.critic.epochs or self.algo.ppo_epochs
+            for _ in range(epochs):
+                for idx in self._minibatches(len(batch), gen):
+                    for k, v in self._critic_minibatch(batch.select(idx)).items():
+                        acc.setdefault(k, []).append(v)
+        if train_actor:
+            self.sched.step()
         if self.csched is not None:
             self.csched.step()
         out = {k: sum(v) / len(v) for k, v in acc.items()}
         out["actor/lr"] = self.sched.get_last_lr()[0]
         out["actor/skipped_updates"] = float(self.skipped_updates)
         out["actor/skipped_zero_adv"] = 0.0
+        out["critic/warmup"] = float(not train_actor)
         if self.algo.kl_placement == "loss":
             out["actor/kl"] = out.get("actor/kl_loss", 0.0)
             out["actor/kl_coef"] = self.kl_ctl.value
         return out
+
+    def _norm(self, mbatch: Batch) -> Tensor:
+        """The loss normaliser of a mini-batch: its policy tokens (or rows) over all ranks."""
+        return D.all_sum(ca.agg_count(mbatch.loss_mask(self.algo.mask_retrieved), self.algo.loss_agg_mode))
+
+    def _actor_minibatch(self, mbatch: Batch) -> dict[str, float]:
+        """One optimizer step of the policy on a mini-batch (micro-batch accumulation); its metrics."""
+        micro, ac = self.cfg.data.micro_batch_size, self.cfg.model.bf16_autocast
+        norm = self._norm(mbatch)
+        finite = True
+        stats_sum: dict[str, float] = {}
+        ent_den = 0.0   # policy tokens of this mini-batch (weights of the per-token means)
+        for s in range(0, len(mbatch), micro):
+            mb = mbatch.select(slice(s, s + micro)).to(self.device)
+            with autocast_ctx(self.device, ac):
+                logp, ent = response_logprobs(self.policy, mb, self.temperature, self.train_mode,
+                                              self.chunk, entropy_grad=self.algo.entropy_coef > 0)
+            loss, st = actor_loss(logp, ent, mb, self.algo, norm, self.kl_ctl.value)
+            finite &= bool(torch.isfinite(loss))
+            loss.backward()
+            w = float(mb.loss_mask(self.algo.mask_retrieved).float().sum())
+            ent_den += w
+            for k, v in st.items():
+                stats_sum[k] = stats_sum.get(k, 0.0) + float(v) * (1.0 if k in _SUMMED else w)
+        ok, gn = self._finish(self.opt, [p for p in self.policy.parameters() if p.requires_grad], finite)
+        self._count_skip(ok)
+        tot = float(D.all_sum(torch.tensor(ent_den)))
+        row = {k: float(D.all_sum(torch.tensor(v))) / (1.0 if k in _SUMMED else max(tot, 1.0))
+               for k, v in stats_sum.items()}
+        row["actor/grad_norm"] = gn
+        return row
+
+    def _critic_minibatch(self, mbatch: Batch) -> dict[str, float]:
+        """One optimizer step of the critic on a mini-batch; its metrics."""
+        micro, ac = self.cfg.data.micro_batch_size, self.cfg.model.bf16_autocast
+        norm = self._norm(mbatch)
+        finite = True
+        vl_sum, clip_sum, den = 0.0, 0.0, 0.0
+        for s in range(0, len(mbatch), micro):
+            mb = mbatch.select(slice(s, s + micro)).to(self.device)
+            m = mb.loss_mask(self.algo.mask_retrieved).float()
+            with autocast_ctx(self.device, ac):
+                v = self.critic(mb)
+            vl, vclip = ca.value_loss(v, mb.old_values, mb.returns, m, self.algo.value_clip,
+                                      self.algo.loss_agg_mode, norm)
+            finite &= bool(torch.isfinite(vl))
+            vl.backward()
+            vl_sum += float(vl.detach())
+            clip_sum += float(vclip) * float(m.sum())
+            den += float(m.sum())
+        ok, gn = self._finish(self.copt, list(self.critic.parameters()), finite)
+        self._count_skip(ok)
+        tot = float(D.all_sum(torch.tensor(den)))
+        return {"critic/value_loss": float(D.all_sum(torch.tensor(vl_sum))),
+                "critic/clipfrac": float(D.all_sum(torch.tensor(clip_sum))) / max(tot, 1.0),
+                "critic/grad_norm": gn}
 
     def _no_signal(self, batch: Batch) -> bool:
         """True when ``algorithm.skip_zero_adv`` is on (critic-free algorithms only) and every

@@ -266,7 +266,7 @@ class Trainer:
         metrics.update(self.learner.prepare(batch))
         metrics.update(self._reduce_means(self.logprob_mismatch(trajs, batch)))
         t3 = time.perf_counter()
-        metrics.update(self.learner.update(batch, seed))
+        metrics.update(self.learner.update(batch, seed, step=self.step))
         self.policy_version += 1
         t4 = time.perf_counter()
         tokens = float(D.all_sum(batch.attention_mask.sum()))

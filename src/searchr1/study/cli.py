@@ -16,8 +16,8 @@ from searchr1.study.run import load_results, run_study
 def register(subparsers) -> None:
     p = subparsers.add_parser("study", help="reproduce the paper's findings on SearchWorld over seeds, with "
                                             "bootstrap CIs", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--preset", default="quick", help="quick | paper-findings | a study YAML file "
-                                                     "(may `extends:` a preset)")
+    p.add_argument("--preset", default="quick", help="quick | paper-findings | ppo-critic | demo-defaults | a "
+                                                     "study YAML file (may `extends:` a preset)")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the study's)")
     p.add_argument("--out", default="", help="output directory (default runs/study-<preset>)")
     p.add_argument("--resume", action="store_true", help="keep finished runs under --out and run the rest")

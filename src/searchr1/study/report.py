@@ -12,11 +12,12 @@ from searchr1.study.config import StudyConfig
 from searchr1.study.run import load_history
 from searchr1.study.stats import min_seeds_for_runs
 
-CURVES = (("reward/mean", "reward (EM)"), ("heldout/em", "dev EM (greedy)"),
+CURVES = (("reward/mean", "reward (EM)"), ("heldout/em", "dev EM (greedy)"), ("heldout/em_two-hop", "dev EM two-hop"),
           ("rollout/response_len", "response length (tokens)"), ("rollout/searches", "searches / trajectory"),
           ("actor/entropy", "entropy"), ("actor/kl", "KL to reference"), ("rollout/masked_frac", "masked share"),
           ("collapse/same_reward_groups", "groups with one reward"),
-          ("collapse/rewarded_logp", "log-prob of rewarded responses"), ("collapse/invalid_rate", "invalid actions"))
+          ("collapse/rewarded_logp", "log-prob of rewarded responses"), ("collapse/invalid_rate", "invalid actions"),
+          ("critic/explained_var", "critic explained variance (PPO)"))
 SCHEME = ("Intervals: 95% percentile bootstrap, hierarchical (resample seeds, then each drawn seed's test "
           "questions; {n} replicates). Differences are paired: condition a minus b on the same seed and "
           "question. Curve findings (dev_drop, length_dip) resample seeds only (one value per run): with n "
@@ -104,7 +105,8 @@ def plot_dynamics(cfg: StudyConfig, results: dict[str, dict[int, dict]], plot_di
 
     def figure(series: dict[str, dict[str, list[tuple[int, float]]]], title: str, path: Path) -> None:
         cols = 5
-        fig, axes = plt.subplots(math.ceil(len(CURVES) / cols), cols, figsize=(3.6 * cols, 5.6))
+        rows = math.ceil(len(CURVES) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows))
         for ax, (key, label) in zip(axes.flat, CURVES):
             for i, (name, pts) in enumerate(series[key].items()):   # a series keeps its colour in every panel
                 if pts:
@@ -112,6 +114,8 @@ def plot_dynamics(cfg: StudyConfig, results: dict[str, dict[int, dict]], plot_di
             ax.set_title(label, fontsize=9)
             ax.set_xlabel("RL step", fontsize=8)
             ax.grid(alpha=0.3)
+        for ax in axes.flat[len(CURVES):]:
+            ax.axis("off")
         axes.flat[0].legend(fontsize=7)
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()
