@@ -64,6 +64,7 @@ def _worker(rank, world, port, tiny_dir, out_file):
         states = {a: _update(tiny_dir, [trajs[i] for i in mine], [scores[i] for i in mine], a) for a in ALGOS}
         if rank == 0:
             torch.save(states, out_file)
+        dist.barrier()   # neither rank tears its connections down while the other still uses them
     finally:
         dist.destroy_process_group()
 
