@@ -32,7 +32,8 @@ import yaml
 
 from searchr1.demo.config import demo_train_config
 from searchr1.errors import ConfigError
-from searchr1.rl.config import TrainConfig, parse_overrides, read_yaml
+from searchr1.rl.config import TrainConfig
+from searchr1.rl.config_tree import parse_overrides, read_yaml
 
 STUDIES = Path(__file__).resolve().parent.parent / "configs" / "studies"
 """Study presets shipped with the package."""
