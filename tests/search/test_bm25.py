@@ -208,3 +208,80 @@ def test_mmap_load_gives_identical_results(tmp_path):
         np.testing.assert_array_equal(i1, i2)
         np.testing.assert_array_equal(s1, s2)
     assert mapped.search(queries[:50], 3) == mem.search(queries[:50], 3)
+
+
+# ---- the streaming score-matrix build == bm25s' own index() -------------------------------------
+def _bm25s_reference(docs, retriever):
+    """bm25s.BM25.index over the same term ids and vocabulary as ``retriever`` (bm25s' own code path)."""
+    import bm25s
+
+    cfg = retriever.config
+    ids = [[retriever._vocab[t] for t in retriever.tokenizer(passage_text(d))] for d in docs]
+    ref = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.method, backend="numpy")
+    ref.index((ids, dict(retriever.model.vocab_dict)), create_empty_token=False, show_progress=False)
+    return ref, ids
+
+
+def _assert_same_matrix(scores, ref_scores):
+    for name in ("data", "indices", "indptr"):
+        got, want = np.asarray(scores[name]), np.asarray(ref_scores[name])
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want, err_msg=name)  # bit-identical, not just close
+    assert scores["num_docs"] == ref_scores["num_docs"]
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
+def test_streaming_build_equals_bm25s_index(tmp_path, method):
+    """Same CSC arrays as bm25s' index() (one chunk and many), same top-k, same results memory-mapped."""
+    from searchr1.search.bm25_matrix import ScoreMatrixBuilder
+    from searchr1.search.corpus_build import synthetic_corpus
+    from searchr1.search.dense import LoadOptions
+
+    docs = synthetic_corpus(1500, words=30, seed=7, vocab_size=600)
+    docs = [Document(d.id, d.title, d.text + " ubiquitous") if i % 5 else d for i, d in enumerate(docs)]
+    docs.append(Document("empty", "", "the of and"))  # a passage of stopwords only: length 0
+    cfg = BM25Config(k1=1.2, b=0.75, method=method)
+    ours = BM25Retriever.build(docs, cfg)
+    ref, ids = _bm25s_reference(docs, ours)
+    _assert_same_matrix(ours.model.scores, ref.scores)
+    assert (ours._data == 0).any() == (method == "robertson")  # robertson's clamped idf is exercised
+
+    chunked = ScoreMatrixBuilder(chunk_tokens=700)  # ~30 chunks; -1 tokens (stopwords) are skipped
+    rng = random.Random(0)
+    for row in ids:
+        chunked.add([t for i in row for t in ((i, -1) if rng.random() < 0.2 else (i,))])
+    _assert_same_matrix(chunked.finish(len(ref.vocab_dict), method, cfg.k1, cfg.b), ref.scores)
+
+    queries = [" ".join(rng.sample(d.text.split(), 3)) for d in rng.sample(docs, 150)] + ["the of", "zzz"]
+    from_bm25s = BM25Retriever(ref, ours.docs, cfg)
+    want = from_bm25s.search_indices(queries, 5)
+    for got in (ours.search_indices(queries, 5),
+                BM25Retriever(ours.model, ours.docs, BM25Config(**{**cfg.__dict__, "backend": "numpy"}))
+                .search_indices(queries, 5)):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+    build_index(docs, tmp_path / "idx", IndexConfig(retriever="bm25", bm25=cfg))
+    mapped = load_retriever(tmp_path / "idx", LoadOptions(mmap=True))
+    assert isinstance(mapped.model.scores["data"], np.memmap)
+    _assert_same_matrix(mapped.model.scores, ref.scores)
+    got = mapped.search_indices(queries, 5)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert mapped.search(queries[:20], 3) == from_bm25s.search(queries[:20], 3)
+
+
+def test_streaming_build_term_frequency_beyond_uint16():
+    """A term repeated 70,000 times in a passage (past the compact uint16 counts) scores as in bm25s."""
+    docs = [Document("0", "", "alpha " * 70_000 + "beta"), Document("1", "", "beta gamma"),
+            Document("2", "", "alpha gamma delta")]
+    ours = BM25Retriever.build(docs, BM25Config(stemmer=None))
+    ref, _ = _bm25s_reference(docs, ours)
+    _assert_same_matrix(ours.model.scores, ref.scores)
+
+
+def test_build_of_empty_or_stopword_corpus():
+    with pytest.raises(ValueError, match="empty corpus"):
+        BM25Retriever.build([])
+    r = BM25Retriever.build([Document("0", "", "the of and"), Document("1", "", "")])
+    assert len(r) == 2 and r.search(["the", "of and"], 3) == [[], []]

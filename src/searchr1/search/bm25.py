@@ -4,8 +4,9 @@ Tokenization (same for passages and queries): lowercase, ``\\w\\w+`` tokens (bm2
 default pattern), English stopwords (bm25s' list) removed, Snowball stemming
 (PyStemmer). The passage text indexed is ``title + " " + text``.
 
-``bm25s`` builds and stores the sparse score matrix (``method``: ``lucene`` by default,
-also ``robertson``/``atire``); note bm25s' Robertson/Lucene term weight omits the
+The sparse score matrix is bm25s' (``method``: ``lucene`` by default, also
+``robertson``/``atire``), built in bounded memory by :mod:`searchr1.search.bm25_matrix`
+(identical arrays to ``bm25s.BM25.index``) and saved/loaded by bm25s; note bm25s' Robertson/Lucene term weight omits the
 constant ``(k1 + 1)`` factor of textbook BM25 (rank_bm25), which scales every score
 equally and leaves rankings unchanged. Retrieval runs our own kernel
 (:mod:`searchr1.search.bm25_kernels`) so that hits are passages with a positive
@@ -27,6 +28,7 @@ import numpy as np
 
 from searchr1.search import bm25_kernels as K
 from searchr1.search.base import Document, Hit, config_from_json
+from searchr1.search.bm25_matrix import ScoreMatrixBuilder
 from searchr1.search.docstore import DocStore
 
 BM25_METHODS = ("lucene", "robertson", "atire")
@@ -148,7 +150,8 @@ class BM25Retriever:
     def build(cls, docs: Iterable[Document], config: BM25Config | None = None, *,
               store: Sequence[Document] | None = None, show_progress: bool = False) -> "BM25Retriever":
         """Index ``docs`` (streamed once). ``store`` is the sequence hits are read from;
-        by default ``docs`` is materialised into a list."""
+        by default ``docs`` is materialised into a list (``build_index`` passes its passage
+        store, so nothing but compact term-id chunks is held while building)."""
         import bm25s
 
         config = config or BM25Config()
@@ -169,18 +172,25 @@ class BM25Retriever:
 
         split = tok.split
         kept: list[Document] | None = [] if store is None else None
-        corpus_ids = []
+        matrix = ScoreMatrixBuilder()
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            docs = tqdm(docs, desc="BM25 index", unit=" passages")
         for doc in docs:
             if kept is not None:
                 kept.append(doc)
-            ids = [surface[w] if w in surface else term_id(w) for w in split(passage_text(doc).lower())]
-            corpus_ids.append([i for i in ids if i >= 0])
-        if not corpus_ids:
+            # term ids, -1 for stopwords (the builder skips them)
+            matrix.add([surface[w] if w in surface else term_id(w) for w in split(passage_text(doc).lower())])
+        if matrix.n_docs == 0 and not matrix.pending:
             raise ValueError("cannot build a BM25 index over an empty corpus; check the corpus file.")
         if not vocab:
             vocab[""] = 0  # a corpus of stopwords only: keep bm25s' matrix well-formed
         model = bm25s.BM25(k1=config.k1, b=config.b, method=config.method, backend="numpy")
-        model.index((corpus_ids, vocab), create_empty_token=False, show_progress=show_progress)
+        model.scores = matrix.finish(len(vocab), config.method, config.k1, config.b)
+        model.vocab_dict = vocab
+        model.nonoccurrence_array = None  # only bm25l / bm25+ use one
+        model.unique_token_ids_set = set(vocab.values())
         return cls(model, kept if store is None else store, config)
 
     # ---- persistence ----------------------------------------------------------------------

@@ -63,7 +63,7 @@ class DocStoreWriter:
         self.dir = Path(index_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._f = (self.dir / DOCS_FILE).open("wb")
-        self._offsets = [0]
+        self._offsets = array("q", [0])  # 8 bytes per passage (a list of ints costs ~40)
         self._sha = hashlib.sha256()
         self._id_hashes = array("q")
 
@@ -85,7 +85,7 @@ class DocStoreWriter:
         """Finish the store; raises CorpusError if two passages share an id."""
         self._f.close()
         (self.dir / SOURCE_FILE).unlink(missing_ok=True)
-        np.save(self.dir / OFFSETS_FILE, np.asarray(self._offsets, dtype=np.int64))
+        np.save(self.dir / OFFSETS_FILE, np.frombuffer(self._offsets, dtype=np.int64))
         sha = self._sha.hexdigest()
         (self.dir / SHA_FILE).write_text(sha + "\n")
         if len(self._id_hashes) > 1:
