@@ -74,6 +74,14 @@ def _rss_mb() -> dict[str, float]:
     return fields
 
 
+def _reset_peak_rss() -> None:
+    """Reset the process's peak RSS (VmHWM) so the next reading is the peak of what follows (Linux 4.0+)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError as e:
+        print(f"  note: cannot reset the peak RSS ({e}); build peaks include earlier steps", flush=True)
+
+
 def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -97,6 +105,7 @@ def bench_bm25(n: int, work: Path) -> None:
     from searchr1.search.index import IndexConfig, build_index, load_retriever
 
     out = work / f"bm25_{n}"
+    _reset_peak_rss()  # this size's build peak, not an earlier size's
     t0, c0 = time.perf_counter(), time.process_time()
     built = build_index(_zipf_docs(n), out, IndexConfig(retriever="bm25"))
     build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
