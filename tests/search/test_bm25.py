@@ -246,11 +246,13 @@ def test_streaming_build_equals_bm25s_index(tmp_path, method):
     _assert_same_matrix(ours.model.scores, ref.scores)
     assert (ours._data == 0).any() == (method == "robertson")  # robertson's clamped idf is exercised
 
-    chunked = ScoreMatrixBuilder(chunk_tokens=700)  # ~30 chunks; -1 tokens (stopwords) are skipped
-    rng = random.Random(0)
-    for row in ids:
-        chunked.add([t for i in row for t in ((i, -1) if rng.random() < 0.2 else (i,))])
-    _assert_same_matrix(chunked.finish(len(ref.vocab_dict), method, cfg.k1, cfg.b), ref.scores)
+    for spill_dir in (None, tmp_path):  # chunks kept in memory / in a temporary file
+        chunked = ScoreMatrixBuilder(chunk_tokens=700, spill_dir=spill_dir)  # ~30 chunks
+        rng = random.Random(0)
+        for row in ids:  # -1 tokens (stopwords) are skipped
+            chunked.add([t for i in row for t in ((i, -1) if rng.random() < 0.2 else (i,))])
+        _assert_same_matrix(chunked.finish(len(ref.vocab_dict), method, cfg.k1, cfg.b), ref.scores)
+    assert list(tmp_path.iterdir()) == []  # the temporary chunk file is gone
 
     queries = [" ".join(rng.sample(d.text.split(), 3)) for d in rng.sample(docs, 150)] + ["the of", "zzz"]
     from_bm25s = BM25Retriever(ref, ours.docs, cfg)

@@ -90,6 +90,12 @@ class Tokenizer:
             self._stem = Stemmer.Stemmer(stemmer).stemWord
         self._cache: dict[str, str] = {}
 
+    def term(self, word: str) -> str | None:
+        """The indexed term of one lowercased surface word, or None for a stopword (uncached)."""
+        if word in self._stop:
+            return None
+        return self._stem(word) if self._stem else word
+
     def split(self, lowered: str) -> list[str]:
         """Surface tokens of already-lowercased text (before stopwords and stemming)."""
         return self._split(lowered)
@@ -148,10 +154,13 @@ class BM25Retriever:
     # ---- building -------------------------------------------------------------------------
     @classmethod
     def build(cls, docs: Iterable[Document], config: BM25Config | None = None, *,
-              store: Sequence[Document] | None = None, show_progress: bool = False) -> "BM25Retriever":
+              store: Sequence[Document] | None = None, show_progress: bool = False,
+              spill_dir: str | Path | None = None) -> "BM25Retriever":
         """Index ``docs`` (streamed once). ``store`` is the sequence hits are read from;
         by default ``docs`` is materialised into a list (``build_index`` passes its passage
-        store, so nothing but compact term-id chunks is held while building)."""
+        store, so no passage is held while building). ``spill_dir``: a directory for the
+        temporary file of reduced term-id chunks (6 bytes per posting), which otherwise stay
+        in memory until the matrix is filled."""
         import bm25s
 
         config = config or BM25Config()
@@ -160,34 +169,39 @@ class BM25Retriever:
         surface: dict[str, int] = {}  # lowercased word -> term id, -1 for a stopword (one lookup per token)
 
         def term_id(word: str) -> int:
-            terms = tok(word)
-            if not terms:
+            term = tok.term(word)  # `word` is one \w\w+ token, as the tokenizer would split it
+            if term is None:
                 i = -1
             else:
-                i = vocab.get(terms[0])
+                i = vocab.get(term)
                 if i is None:
-                    i = vocab[terms[0]] = len(vocab)
+                    i = vocab[term] = len(vocab)
             surface[word] = i
             return i
 
         split = tok.split
         kept: list[Document] | None = [] if store is None else None
-        matrix = ScoreMatrixBuilder()
+        matrix = ScoreMatrixBuilder(spill_dir=spill_dir)
         if show_progress:
             from tqdm.auto import tqdm
 
             docs = tqdm(docs, desc="BM25 index", unit=" passages")
-        for doc in docs:
-            if kept is not None:
-                kept.append(doc)
-            # term ids, -1 for stopwords (the builder skips them)
-            matrix.add([surface[w] if w in surface else term_id(w) for w in split(passage_text(doc).lower())])
-        if matrix.n_docs == 0 and not matrix.pending:
-            raise ValueError("cannot build a BM25 index over an empty corpus; check the corpus file.")
-        if not vocab:
-            vocab[""] = 0  # a corpus of stopwords only: keep bm25s' matrix well-formed
+        try:
+            for doc in docs:
+                if kept is not None:
+                    kept.append(doc)
+                # term ids, -1 for stopwords (the builder skips them)
+                matrix.add([surface[w] if w in surface else term_id(w) for w in split(passage_text(doc).lower())])
+            if matrix.n_docs == 0 and not matrix.pending:
+                raise ValueError("cannot build a BM25 index over an empty corpus; check the corpus file.")
+            if not vocab:
+                vocab[""] = 0  # a corpus of stopwords only: keep bm25s' matrix well-formed
+            surface.clear()  # one entry per distinct surface word: free it before the matrix is filled
+            scores = matrix.finish(len(vocab), config.method, config.k1, config.b)
+        finally:
+            matrix.close()
         model = bm25s.BM25(k1=config.k1, b=config.b, method=config.method, backend="numpy")
-        model.scores = matrix.finish(len(vocab), config.method, config.k1, config.b)
+        model.scores = scores
         model.vocab_dict = vocab
         model.nonoccurrence_array = None  # only bm25l / bm25+ use one
         model.unique_token_ids_set = set(vocab.values())

@@ -77,7 +77,8 @@ def build_index(corpus: str | Path | Iterable[Document], out_dir: str | Path,
     stream = tee_into_store(docs, writer)
     try:
         if config.retriever == "bm25":
-            retriever = BM25Retriever.build(stream, config.bm25, store=writer, show_progress=config.show_progress)
+            retriever = BM25Retriever.build(stream, config.bm25, store=writer, show_progress=config.show_progress,
+                                            spill_dir=out)
         elif config.retriever == "dense":
             retriever = DenseRetriever.build(stream, config.dense, store=writer, show_progress=config.show_progress)
         else:
