@@ -8,9 +8,9 @@ The sparse score matrix is bm25s' (``method``: ``lucene`` by default, also
 ``robertson``/``atire``), built in bounded memory by :mod:`searchr1.search.bm25_matrix`
 (identical arrays to ``bm25s.BM25.index``) and saved/loaded by bm25s; note bm25s'
 Robertson/Lucene term weight omits the constant ``(k1 + 1)`` factor of textbook BM25
-(rank_bm25), which scales every score equally and leaves rankings unchanged. Retrieval runs our own kernel
-(:mod:`searchr1.search.bm25_kernels`) so that hits are passages with a positive
-score, ties are broken by corpus index, and a query with no indexable term (all
+(rank_bm25), which scales every score equally and leaves rankings unchanged. Retrieval
+runs our own kernel (:mod:`searchr1.search.bm25_kernels`) so that hits are passages with
+a positive score, ties are broken by corpus index, and a query with no indexable term (all
 stopwords / unknown words) returns an empty hit list instead of failing.
 """
 from __future__ import annotations
