@@ -192,8 +192,6 @@ class BM25Retriever:
                     kept.append(doc)
                 # term ids, -1 for stopwords (the builder skips them)
                 matrix.add([surface[w] if w in surface else term_id(w) for w in split(passage_text(doc).lower())])
-            if matrix.n_docs == 0 and not matrix.pending:
-                raise ValueError("cannot build a BM25 index over an empty corpus; check the corpus file.")
             if not vocab:
                 vocab[""] = 0  # a corpus of stopwords only: keep bm25s' matrix well-formed
             surface.clear()  # one entry per distinct surface word: free it before the matrix is filled
