@@ -153,7 +153,10 @@ def test_chunk_size_config_rejects_negative():
 
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_learner_update_with_chunks_equals_full(tmp_path, algo):
-    """One prepare + update: the same weights (policy and critic) with and without chunking."""
+    """One prepare + update: the optimizer receives the same gradients (policy and critic) with and without
+    chunking. Compared through AdamW's first moment after its one step, (1 - beta1) * grad: the weights
+    themselves are not a fair comparison, since Adam's first step is about lr * sign(grad), so a 1e-9
+    rounding difference in a gradient element near eps moves that weight by up to lr."""
     import copy
 
     extra = ["algorithm.group_size=2", "algorithm.kl_in=loss"] if algo == "grpo" else ["algorithm.group_size=1"]
@@ -173,14 +176,28 @@ def test_learner_update_with_chunks_equals_full(tmp_path, algo):
         models.append((learner, m))
     (a, ma), (b, mb) = models
     assert b.chunk == 5 and a.chunk == 0
-    for (n, pa), pb in zip(a.policy.named_parameters(), b.policy.parameters()):
-        torch.testing.assert_close(pb, pa, atol=1e-6, rtol=1e-5, msg=n)
+
+    def same_first_moments(opt_a, opt_b, params_a, params_b):
+        moved = 0
+        for (n, pa), pb in zip(params_a, params_b):
+            sa, sb = opt_a.state[pa], opt_b.state[pb]
+            assert float(sa["step"]) == float(sb["step"]) == 1.0, n
+            scale = float(sa["exp_avg"].abs().max())
+            moved += scale > 0          # the critic's zero-initialised value head shields its body on step one
+            torch.testing.assert_close(sb["exp_avg"], sa["exp_avg"], atol=1e-5 * max(scale, 1e-12), rtol=1e-4,
+                                       msg=n)
+        return moved
+
+    n_policy = sum(1 for _ in a.policy.parameters())
+    assert same_first_moments(a.opt, b.opt, a.policy.named_parameters(), b.policy.parameters()) == n_policy
     assert abs(ma["actor/entropy"] - mb["actor/entropy"]) < 1e-5
     if algo == "ppo":
-        for pa, pb in zip(a.critic.parameters(), b.critic.parameters()):
-            torch.testing.assert_close(pb, pa, atol=1e-6, rtol=1e-5)
+        assert same_first_moments(a.copt, b.copt, a.critic.named_parameters(), b.critic.parameters()) >= 1
+    # the weights did move, and the two runs agree to well under one Adam step (lr = 0.01) everywhere
     before = _qwen(True)
     assert any(float((p.detach() - q.detach()).abs().max()) > 1e-4 for p, q in zip(a.policy.parameters(), before.parameters()))
+    for pa, pb in zip(a.policy.parameters(), b.policy.parameters()):
+        assert float((pa.detach() - pb.detach()).abs().max()) < 5e-3
 
 
 @pytest.mark.slow
