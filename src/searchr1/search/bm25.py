@@ -28,10 +28,9 @@ import numpy as np
 
 from searchr1.search import bm25_kernels as K
 from searchr1.search.base import Document, Hit, config_from_json
-from searchr1.search.bm25_matrix import ScoreMatrixBuilder
+from searchr1.search.bm25_matrix import BM25_METHODS, ScoreMatrixBuilder
 from searchr1.search.docstore import DocStore
 
-BM25_METHODS = ("lucene", "robertson", "atire")
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 MODEL_SUBDIR = "bm25s"
 

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-SUPPORTED_METHODS = ("lucene", "robertson", "atire")
+BM25_METHODS = ("lucene", "robertson", "atire")
+"""The bm25s scoring variants the builder computes (searchr1.search.bm25 re-exports this tuple)."""
 
 
 def idf(method: str, df: int, n_docs: int) -> float:
@@ -43,7 +44,7 @@ def idf(method: str, df: int, n_docs: int) -> float:
         return math.log(max((n_docs - df + 0.5) / (df + 0.5), 1))
     if method == "atire":
         return math.log(n_docs / df)
-    raise ValueError(f"BM25 method {method!r} is not supported; use one of {SUPPORTED_METHODS}.")
+    raise ValueError(f"BM25 method {method!r} is not supported; use one of {BM25_METHODS}.")
 
 
 def term_weights(method: str, tf: np.ndarray, doc_len: np.ndarray, avg_len: float, k1: float, b: float) -> np.ndarray:
@@ -53,7 +54,7 @@ def term_weights(method: str, tf: np.ndarray, doc_len: np.ndarray, avg_len: floa
         return tf / (norm + tf)
     if method == "atire":  # bm25s: (tf * (k1 + 1)) in float32, over a float64 denominator
         return (tf * np.float32(k1 + 1)) / (tf + norm)
-    raise ValueError(f"BM25 method {method!r} is not supported; use one of {SUPPORTED_METHODS}.")
+    raise ValueError(f"BM25 method {method!r} is not supported; use one of {BM25_METHODS}.")
 
 
 class ScoreMatrixBuilder:
@@ -154,8 +155,8 @@ class ScoreMatrixBuilder:
         """bm25s' ``scores`` dict (``data``, ``indices``, ``indptr``, ``num_docs``) over ``n_terms`` columns.
 
         Consumes the builder (its chunks are freed while the matrix is filled)."""
-        if method not in SUPPORTED_METHODS:
-            raise ValueError(f"BM25 method {method!r} is not supported; use one of {SUPPORTED_METHODS}.")
+        if method not in BM25_METHODS:
+            raise ValueError(f"BM25 method {method!r} is not supported; use one of {BM25_METHODS}.")
         self._flush()
         n = self.n_docs
         if n == 0:
