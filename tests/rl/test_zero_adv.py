@@ -24,6 +24,24 @@ def test_all_equal_rewards_skip_the_update(tiny, questions, tmp_path, tiny_confi
     assert not tr.learner.opt.state            # Adam never stepped
 
 
+def test_a_batch_without_signal_costs_no_log_prob_pass(tiny, questions, tmp_path, tiny_config, monkeypatch):
+    """prepare() knows a critic-free batch's advantages from its scores: with none non-zero it skips the
+    old and reference log-prob passes (the update would discard them); with signal it runs them."""
+    import searchr1.rl.learner as learner_mod
+
+    calls = []
+    real = learner_mod.forward_logprobs
+    monkeypatch.setattr(learner_mod, "forward_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model, tok = tiny
+    cfg = tiny_config(tmp_path, total_steps=2, **{"algorithm__kl_coef": "0.1", "logging__jsonl": "false"})
+    tr = Trainer(cfg, policy=model, tokenizer=tok, train_examples=questions, reward_fn=constant_reward,
+                 log_to_disk=False)
+    assert tr.train_step()["actor/skipped_zero_adv"] == 1.0 and calls == []
+    tr.reward_fn = lambda trajs, exs: ([float(i % 2) for i in range(len(trajs))], {"alternating": 0.5})
+    assert tr.train_step()["actor/skipped_zero_adv"] == 0.0
+    assert calls                               # the reference pass (kl_coef 0.1) ran
+
+
 def test_all_equal_rewards_move_the_weights_when_skipping_is_off(tiny, questions, tmp_path, tiny_config):
     model, tok = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -212,12 +212,23 @@ class Learner:
 
     @torch.no_grad()
     def prepare(self, batch: Batch) -> dict[str, float]:
-        """Fill old/ref log-probs, values, advantages, returns. Returns metrics."""
+        """Fill old/ref log-probs, values, advantages, returns. Returns metrics. A critic-free batch whose
+        advantages are all zero (``algorithm.skip_zero_adv``: update() skips it) gets its advantages only."""
         mb, ac = self.cfg.data.micro_batch_size, self.cfg.model.bf16_autocast
         mask = batch.loss_mask(self.algo.mask_retrieved).to(torch.float32)
         placement = self.algo.kl_placement
         metrics: dict[str, float] = {}
         self.policy.eval()
+        if self.algo.name != "ppo":   # advantages from the scores alone: known before any forward pass
+            if self.algo.name == "grpo":
+                seq = ca.group_advantages(batch.scores, batch.group_ids, self.algo.norm_adv_by_std)
+            elif self.algo.name == "rloo":
+                seq = ca.rloo_advantages(batch.scores, batch.group_ids)
+            else:
+                seq = ca.reinforce_baseline_advantages(batch.scores)
+            batch.advantages = ca.broadcast_to_tokens(seq, mask)
+            if self._no_signal(batch):   # update() will skip this batch: its log-prob passes would be wasted
+                return metrics
         if not self._on_policy() or placement == "reward":
             batch.old_logp, _ = forward_logprobs(self.policy, batch, mb, self.temperature, ac,
                                                  mode=self.eval_mode, chunk_size=self.chunk)
@@ -243,14 +254,6 @@ class Learner:
             if self.algo.whiten_advantages:
                 adv = D.global_masked_whiten(adv, mask)
             batch.advantages, batch.returns = adv, ret
-        else:
-            if self.algo.name == "grpo":
-                seq = ca.group_advantages(batch.scores, batch.group_ids, self.algo.norm_adv_by_std)
-            elif self.algo.name == "rloo":
-                seq = ca.rloo_advantages(batch.scores, batch.group_ids)
-            else:
-                seq = ca.reinforce_baseline_advantages(batch.scores)
-            batch.advantages = ca.broadcast_to_tokens(seq, mask)
         if self.fsdp:   # no-grad passes leave the root units gathered; the training pass must start sharded
             reshard(m for m in (self.policy, self.ref, self.critic) if m is not None)
         return metrics
